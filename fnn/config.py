@@ -1,0 +1,136 @@
+"""Experiment configs: TOML files checked against typed dataclasses before anything runs.
+
+An unknown key or a value of the wrong type is rejected with a `ConfigError` naming the key
+and the expected type: ``config key `train.epochs` must be int; got '20' (str)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config that does not fit the schema; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # mnist | spiral | circles | xor | gaussians
+    scaling: str = "minmax"  # none | minmax | mean | standardize | unit_norm
+    per_feature: bool = True  # scaling statistics per feature (False: one for all, e.g. pixels)
+    validation_size: int = 0  # examples of the training set held out for validation
+    train_size: int = 0  # use only this many training examples (0: all)
+    samples: int = 1000  # synthetic data sets: number of points
+    noise: float = 0.1  # synthetic data sets: noise level
+    test_fraction: float = 0.25  # synthetic data sets: share of points kept for the test
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"
+    hidden: List[int] = field(default_factory=lambda: [300, 100])
+    activation: str = "relu"
+    w_init: str = "glorot_uniform"
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "sgd"
+    learning_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64  # 0: full batch
+    loss: str = "softmax_cross_entropy"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "min"
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    early_stopping: Optional[EarlyStoppingConfig] = None
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (list, List):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return "table" if dataclasses.is_dataclass(tp) else tp.__name__
+
+
+def _convert(value: Any, tp, key: str):
+    """Check ``value`` against the annotation ``tp``; build nested dataclasses from tables."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, inner, key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key `{key}` must be a table ([{key}]); got {value!r}.")
+        return from_dict(value, tp, prefix=f"{key}.")
+    if origin in (list, List):
+        if not isinstance(value, list):
+            raise ConfigError(f"config key `{key}` must be {_type_name(tp)}; "
+                              f"got {value!r} ({type(value).__name__}).")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"config key `{key}` must be {_type_name(tp)}; "
+                          f"got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
+    """Build ``schema`` from a dict, rejecting unknown keys and ill-typed values."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key `{prefix}{unknown[0]}`; "
+                          f"expected one of: {', '.join(prefix + k for k in fields)}.")
+    return schema(**{k: _convert(v, hints[k], prefix + k) for k, v in raw.items()})
+
+
+def load(path) -> Config:
+    """Read and check a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    return from_dict(raw)
+
+
+def to_dict(config: Config) -> Dict[str, Any]:
+    """The config as plain dicts (for the run folder's JSON)."""
+    return dataclasses.asdict(config)

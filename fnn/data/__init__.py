@@ -1,0 +1,30 @@
+"""Data: MNIST and IDX files, scaling, input/output codings, splits and batches, toy 2-D sets.
+
+Loading, splitting and batching work on host NumPy arrays; scaling and codings are jitted jnp.
+
+    images, labels = load_mnist("train")                    # uint8 (60000, 28, 28), (60000,)
+    x = as_float(images, flatten=True)                      # float32 (60000, 784) in [0, 1]
+    (x_tr, y_tr), (x_va, y_va) = split(key, (x, labels), (0.9, 0.1), stratify=labels)
+    stats = fit_standardize(x_tr, axis=None)                # one mean and σ for all pixels
+    x_tr, x_va = rescale(x_tr, stats), rescale(x_va, stats)
+    for xb, yb in batches((x_tr, y_tr), 128, key=fold_in(key, epoch)): ...
+"""
+from fnn.data import coding, idx, mnist, scaling, splits, synthetic
+from fnn.data.coding import decode_one_hot, decode_thermometer, one_hot, thermometer
+from fnn.data.idx import CorruptFileError, decode_idx, encode_idx, read_idx
+from fnn.data.mnist import as_float, load_mnist
+from fnn.data.scaling import (Affine, Scaler, fit_mean_norm, fit_minmax, fit_standardize,
+                              rescale, unit_norm, unscale)
+from fnn.data.splits import batches, split, split_indices
+from fnn.data.synthetic import circles, gaussians, spiral, xor
+
+__all__ = [
+    "coding", "idx", "mnist", "scaling", "splits", "synthetic",
+    "one_hot", "decode_one_hot", "thermometer", "decode_thermometer",
+    "read_idx", "decode_idx", "encode_idx", "CorruptFileError",
+    "load_mnist", "as_float",
+    "Affine", "Scaler", "fit_minmax", "fit_mean_norm", "fit_standardize", "rescale", "unscale",
+    "unit_norm",
+    "split_indices", "split", "batches",
+    "spiral", "circles", "xor", "gaussians",
+]

@@ -1,0 +1,106 @@
+"""Random splits (train/validation/test) and mini-batch iteration over host (NumPy) data.
+
+Data is any pytree of arrays sharing a leading example axis, e.g. ``(images, labels)`` or
+``{"x": x, "y": y}``; results keep that structure. Randomness comes only from explicit JAX PRNG
+keys, so the same key always gives the same split or batch order.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from fnn.data._checks import check_int
+
+
+def _permutation(key, n: int) -> np.ndarray:
+    return np.asarray(jax.random.permutation(key, n), dtype=np.int64)
+
+
+def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    array = np.asarray(fractions, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0 or (array < 0).any() or abs(array.sum() - 1) > 1e-6:
+        raise ValueError(f"split: `fractions` must be non-negative numbers that sum to 1, such as "
+                         f"(0.8, 0.1, 0.1); got {tuple(fractions)!r}.")
+    return array
+
+
+def split_indices(key, n: int, fractions: Sequence[float], *, stratify=None):
+    """Partition ``range(n)`` at random into ``len(fractions)`` index arrays (int64, shuffled).
+
+    Part i gets ``round(F_i · n) − round(F_{i−1} · n)`` indices, F the cumulative fractions, so
+    the parts cover every index exactly once. With ``stratify`` (labels of shape (n,)) the
+    fractions are applied within each class, so every part keeps the class proportions (sizes
+    can then differ by rounding from the unstratified ones).
+    """
+    n = check_int("split_indices", "n", n, minimum=0)
+    cumulative = np.cumsum(_check_fractions(fractions))[:-1]
+    labels = np.zeros(n, np.int64) if stratify is None else np.asarray(stratify)
+    if labels.shape != (n,):
+        raise ValueError(f"split_indices: `stratify` must hold one label per example, shape "
+                         f"({n},); got shape {labels.shape}.")
+    order = _permutation(key, n)
+    # Rank of each shuffled example within its class, and its class size.
+    _, class_of, class_size = np.unique(labels[order], return_inverse=True, return_counts=True)
+    by_class = np.argsort(class_of, kind="stable")
+    class_start = np.cumsum(class_size) - class_size
+    rank = np.empty(n, np.int64)
+    rank[by_class] = np.arange(n) - class_start[class_of[by_class]]
+    # Part of each example: how many of its class's cut points it has passed.
+    cuts = np.round(class_size[class_of][:, None] * cumulative[None, :])
+    part = (rank[:, None] >= cuts).sum(axis=1)
+    return tuple(order[part == i] for i in range(len(cumulative) + 1))
+
+
+def split(key, data, fractions: Sequence[float], *, stratify=None) -> tuple:
+    """Split a pytree of arrays into ``len(fractions)`` random parts of the same structure.
+
+    ``(x_train, y_train), (x_test, y_test) = split(key, (x, y), (0.8, 0.2))``; see
+    `split_indices` for the sizes and ``stratify``.
+    """
+    leaves, treedef = _leaves(data, "split")
+    parts = split_indices(key, len(leaves[0]), fractions, stratify=stratify)
+    return tuple(treedef.unflatten([leaf[index] for leaf in leaves]) for index in parts)
+
+
+def batches(data, batch_size: int, *, key=None, drop_last: bool = False) -> Iterator[Any]:
+    """Iterate over mini-batches of a pytree of arrays, as NumPy arrays of the same structure.
+
+    Yields ``ceil(n / batch_size)`` batches (``floor`` with ``drop_last``), all of
+    ``batch_size`` examples but possibly the last; each example appears once per pass. In order
+    without ``key``; shuffled by ``jax.random.permutation(key, n)`` with it (pass a new key each
+    epoch, e.g. ``fold_in(key, epoch)``). Arguments are checked here, not at the first ``next``.
+    """
+    batch_size = check_int("batches", "batch_size", batch_size)
+    leaves, treedef = _leaves(data, "batches")
+    n = len(leaves[0])
+    order = None if key is None else _permutation(key, n)
+    stop = n - n % batch_size if drop_last else n
+
+    def generate():
+        for start in range(0, stop, batch_size):
+            window = slice(start, start + batch_size)
+            index = window if order is None else order[window]
+            yield treedef.unflatten([leaf[index] for leaf in leaves])
+
+    return generate()
+
+
+def _leaves(data, where: str):
+    """``data``'s leaves as NumPy arrays, checked to share a leading length, and its treedef."""
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(data)
+    if not paths_and_leaves:
+        raise ValueError(f"{where}: `data` must hold at least one array; got {data!r}.")
+    paths = [jax.tree_util.keystr(path) or "data" for path, _ in paths_and_leaves]
+    leaves = [np.asarray(leaf) for _, leaf in paths_and_leaves]
+    for path, leaf in zip(paths, leaves):
+        if leaf.ndim == 0:
+            raise ValueError(f"{where}: every array needs a leading example axis; "
+                             f"{path} is a scalar.")
+    lengths = {len(leaf) for leaf in leaves}
+    if len(lengths) > 1:
+        listing = ", ".join(f"{path}: {len(leaf)}" for path, leaf in zip(paths, leaves))
+        raise ValueError(f"{where}: every array needs the same number of examples (leading "
+                         f"axis); got {listing}.")
+    return leaves, treedef

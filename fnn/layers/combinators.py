@@ -1,0 +1,228 @@
+"""Combinators: layers made of layers. A model built from them is itself a `Layer`.
+
+Children are named: either explicitly, ``serial(("encoder", enc), ("decoder", dec))``, or
+automatically from their kind, ``serial(Dense(300), ReLU(), Dense(10))`` giving params
+``{"dense_0": {"w", "b"}, "relu_0": {}, "dense_1": {"w", "b"}}``. Child ``i`` gets the key
+``fold_in(key, i)`` at init and at apply.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable, Sequence, Tuple
+
+import jax.numpy as jnp
+
+from fnn.core import (
+    Layer,
+    LayerError,
+    LayerLike,
+    child_key,
+    format_shape,
+    infer_output_shape,
+    is_shape,
+    located,
+    snake_case,
+)
+
+
+def name_children(layers: Sequence[LayerLike], combinator: str) -> Tuple[Tuple[str, Layer], ...]:
+    """Pair each child with a unique name: its own, or ``kind_i`` counted per kind."""
+    explicit = [c[0] for c in layers if isinstance(c, tuple) and not isinstance(c, Layer)]
+    duplicates = [n for n, k in collections.Counter(explicit).items() if k > 1]
+    if duplicates:
+        raise ValueError(f"{combinator}: child names must be unique; {duplicates} repeat.")
+    counters = collections.Counter()
+    named = []
+    for child in layers:
+        if isinstance(child, Layer):
+            base = snake_case(child.name)
+            while f"{base}_{counters[base]}" in explicit:
+                counters[base] += 1
+            name = f"{base}_{counters[base]}"
+            counters[base] += 1
+        elif (isinstance(child, tuple) and len(child) == 2 and isinstance(child[0], str)
+              and isinstance(child[1], Layer)):
+            name, child = child
+        else:
+            raise TypeError(
+                f"{combinator}: each child must be a Layer or a (name, Layer) pair; "
+                f"got {type(child).__name__}: {child!r:.80}")
+        named.append((name, child))
+    return tuple(named)
+
+
+def _check_tree_keys(combinator: str, what: str, tree, names):
+    if not isinstance(tree, dict) or set(tree) != set(names):
+        got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+        raise LayerError(combinator, f"expects {what} with keys {sorted(names)}; got {got}.")
+
+
+def _init_children(key, named, input_shapes):
+    """Initialize each child on its own input shape; returns (shapes, params, state)."""
+    shapes, params, state = [], {}, {}
+    for i, ((name, layer), shape) in enumerate(zip(named, input_shapes)):
+        with located(name):
+            out, params[name], state[name] = layer.init(child_key(key, i), shape)
+        shapes.append(out)
+    return tuple(shapes), params, state
+
+
+def _apply_children(combinator, named, params, state, inputs, key, train):
+    """Apply each child to its own input; returns (outputs, new_state)."""
+    names = [name for name, _ in named]
+    _check_tree_keys(combinator, "params", params, names)
+    _check_tree_keys(combinator, "state", state, names)
+    outputs, new_state = [], {}
+    for i, ((name, layer), x) in enumerate(zip(named, inputs)):
+        with located(name):
+            y, new_state[name] = layer.apply(
+                params[name], state[name], x, key=child_key(key, i), train=train)
+        outputs.append(y)
+    return tuple(outputs), new_state
+
+
+def serial(*layers: LayerLike, name: str = "serial") -> Layer:
+    """Compose layers in order: ``y = f_n(... f_2(f_1(x)))``."""
+    named = name_children(layers, name)
+
+    def init(key, input_shape):
+        shape, params, state = input_shape, {}, {}
+        for i, (child_name, layer) in enumerate(named):
+            with located(child_name):
+                shape, params[child_name], state[child_name] = layer.init(child_key(key, i), shape)
+        return shape, params, state
+
+    def apply(params, state, x, *, key=None, train=False):
+        names = [n for n, _ in named]
+        _check_tree_keys(name, "params", params, names)
+        _check_tree_keys(name, "state", state, names)
+        new_state = {}
+        for i, (child_name, layer) in enumerate(named):
+            with located(child_name):
+                x, new_state[child_name] = layer.apply(
+                    params[child_name], state[child_name], x, key=child_key(key, i), train=train)
+        return x, new_state
+
+    return Layer(init, apply, name, named)
+
+
+def _check_tuple_input(combinator: str, input_shape, n: int):
+    if is_shape(input_shape) or len(input_shape) != n:
+        got = format_shape(input_shape) if isinstance(input_shape, (tuple, list)) else input_shape
+        raise LayerError(combinator, f"expects a tuple of {n} inputs; got {got}.")
+
+
+def parallel(*layers: LayerLike, name: str = "parallel") -> Layer:
+    """Apply child ``i`` to input ``i``: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
+    named = name_children(layers, name)
+
+    def init(key, input_shape):
+        _check_tuple_input(name, input_shape, len(named))
+        return _init_children(key, named, input_shape)
+
+    def apply(params, state, inputs, *, key=None, train=False):
+        if not isinstance(inputs, (tuple, list)) or len(inputs) != len(named):
+            got = (f"a tuple of {len(inputs)}" if isinstance(inputs, (tuple, list)) else
+                   f"one array of shape {format_shape(tuple(getattr(inputs, 'shape', ())))}")
+            raise LayerError(name, f"expects a tuple of {len(named)} inputs; got {got}.")
+        return _apply_children(name, named, params, state, inputs, key, train)
+
+    return Layer(init, apply, name)
+
+
+def branch(*layers: LayerLike, name: str = "branch") -> Layer:
+    """Apply every child to the same input: ``x -> (f_1(x), ..., f_n(x))``."""
+    named = name_children(layers, name)
+
+    def init(key, input_shape):
+        return _init_children(key, named, [input_shape] * len(named))
+
+    def apply(params, state, x, *, key=None, train=False):
+        return _apply_children(name, named, params, state, [x] * len(named), key, train)
+
+    return Layer(init, apply, name)
+
+
+def Lambda(fn: Callable, name: str = "Lambda") -> Layer:
+    """Wrap a pure function ``fn(x) -> y`` as a layer without parameters or state.
+
+    The output shape is found by tracing ``fn`` with `jax.eval_shape`.
+    """
+    def init(key, input_shape):
+        try:
+            return infer_output_shape(fn, input_shape), {}, {}
+        except (TypeError, ValueError) as error:
+            if isinstance(error, LayerError):
+                raise
+            raise LayerError(name, f"cannot be applied to inputs of shape "
+                                   f"{format_shape(input_shape)}: {error}") from error
+
+    def apply(params, state, x, *, key=None, train=False):
+        return fn(x), state
+
+    return Layer(init, apply, name)
+
+
+def Concatenate(axis: int = -1) -> Layer:
+    """Join a tuple of inputs along ``axis`` (the feature axis by default)."""
+    name = f"Concatenate(axis={axis})"
+    return Lambda(lambda xs: _checked_tuple(name, xs, lambda v: jnp.concatenate(v, axis)), name)
+
+
+def Add() -> Layer:
+    """Sum a tuple of inputs of one shape: ``x_1 + ... + x_n``."""
+    def check(shapes):
+        if len(set(shapes)) > 1:
+            raise LayerError("Add()", "expects inputs of one shape; got "
+                             + ", ".join(format_shape(s) for s in shapes) + ".")
+
+    def add(xs):
+        check([tuple(x.shape) for x in xs])
+        return sum(xs[1:], xs[0])
+
+    summed = Lambda(lambda xs: _checked_tuple("Add()", xs, add), "Add()")
+
+    def init(key, input_shape):
+        if not is_shape(input_shape):  # check the shapes as given, with `batch` for None
+            check([tuple(s) for s in input_shape])
+        return summed.init(key, input_shape)
+
+    return Layer(init, summed.apply, "Add()")
+
+
+def _checked_tuple(name, xs, fn):
+    if not isinstance(xs, (tuple, list)):
+        raise LayerError(name, f"expects a tuple of inputs; got one array of shape {xs.shape}.")
+    return fn(list(xs))
+
+
+def residual(*layers: LayerLike, shortcut: Layer | None = None, name: str = "residual") -> Layer:
+    """A skip connection: ``y = F(x) + S(x)``, where ``F = serial(*layers)`` and the shortcut
+    ``S`` is the identity unless given (e.g. a projection ``Dense(n)`` when shapes differ).
+
+    Params: ``{"block": params of F, "shortcut": params of S}``.
+    """
+    children = [("block", serial(*layers, name=f"{name}.block"))]
+    if shortcut is not None:
+        children.append(("shortcut", shortcut))
+    inner = branch(*children, name=name)
+
+    def init(key, input_shape):
+        shapes, params, state = inner.init(key, input_shape)
+        out = shapes[0]
+        skip = shapes[1] if shortcut is not None else input_shape
+        if tuple(out) != tuple(skip):
+            raise LayerError(name, f"adds its block's output {format_shape(out)} to its "
+                                   f"shortcut {format_shape(skip)}; they must match. "
+                                   "Give a projection as `shortcut=`.")
+        return out, params, state
+
+    def apply(params, state, x, *, key=None, train=False):
+        ys, new_state = inner.apply(params, state, x, key=key, train=train)
+        return ys[0] + (ys[1] if shortcut is not None else x), new_state
+
+    return Layer(init, apply, name)
+
+
+__all__ = ["serial", "parallel", "branch", "residual", "Lambda", "Concatenate", "Add",
+           "name_children"]

@@ -1,0 +1,67 @@
+"""Configs: every key is checked (name and type) before any training starts."""
+from pathlib import Path
+
+import pytest
+
+from fnn import config as config_lib
+from fnn.config import Config, ConfigError, from_dict
+from fnn.experiment import check
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    check(config_lib.load(path))
+
+
+def test_defaults_fill_missing_keys():
+    config = from_dict({"train": {"epochs": 3}})
+    assert config.train.epochs == 3 and config.train.batch_size == Config().train.batch_size
+    assert config.early_stopping is None
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    assert from_dict({"optimizer": {"learning_rate": 1}}).optimizer.learning_rate == 1.0
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"trian": {}}, "unknown config key `trian`; expected one of: name, seed, data"),
+    ({"train": {"epoch": 3}}, "unknown config key `train.epoch`; expected one of: train.epochs"),
+    ({"train": {"epochs": "20"}}, r"config key `train.epochs` must be int; got '20' \(str\)"),
+    ({"train": {"epochs": True}}, r"`train.epochs` must be int; got True \(bool\)"),
+    ({"optimizer": {"learning_rate": "fast"}}, "`optimizer.learning_rate` must be float"),
+    ({"model": {"hidden": 300}}, "`model.hidden` must be list of int; got 300"),
+    ({"model": {"hidden": [300, 1.5]}}, r"`model.hidden\[1\]` must be int; got 1.5"),
+    ({"early_stopping": {"patience": 2.5}}, "`early_stopping.patience` must be int"),
+    ({"data": 3}, r"config key `data` must be a table \(\[data\]\)"),
+])
+def test_bad_keys_and_types_are_named(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(raw)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"model": {"activation": "rleu"}}, "`model.activation`: unknown activation 'rleu'"),
+    ({"model": {"w_init": "he"}}, "`model.w_init`"),
+    ({"model": {"kind": "cnn"}}, "`model.kind`: unknown model 'cnn'"),
+    ({"model": {"hidden": [300, 0]}}, "`model.hidden` must list positive sizes"),
+    ({"data": {"dataset": "cifar"}}, "`data.dataset`: unknown data set 'cifar'"),
+    ({"data": {"scaling": "zscore"}}, "`data.scaling`"),
+    ({"train": {"loss": "l2"}}, "`train.loss`"),
+    ({"train": {"epochs": 0}}, "`train.epochs` must be positive"),
+    ({"train": {"batch_size": -1}}, "`train.batch_size` must be non-negative"),
+    ({"optimizer": {"name": "adamm"}}, "`optimizer.name`: unknown optimizer 'adamm'"),
+])
+def test_bad_names_are_rejected_before_training(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        check(from_dict(raw))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        config_lib.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_lib.load(tmp_path / "missing.toml")

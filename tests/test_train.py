@@ -1,0 +1,207 @@
+"""The train step, `fit`, `evaluate`, `predict`, early stopping and resuming from a checkpoint."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn import losses
+from fnn.layers import Dense, ReLU, serial
+from fnn.optim import sgd
+from fnn.train import (Batch, EarlyStopping, early_stopping_init, early_stopping_update, evaluate,
+                       fit, make_train_step, masked_mean, padded_batches, predict)
+
+
+def _classification_data(n=100, d=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return x, y % classes
+
+
+def _small_model(d=5, classes=3):
+    model = serial(Dense(16), ReLU(), Dense(classes))
+    _, params, state = model.init(jax.random.PRNGKey(0), (None, d))
+    return model, params, state
+
+
+def _fit(data, **kwargs):
+    model, params, state = _small_model()
+    defaults = dict(loss="softmax_cross_entropy", optimizer=sgd(0.1), key=jax.random.PRNGKey(1),
+                    epochs=3, batch_size=16, progress=False)
+    return fit(model, params, state, data, **{**defaults, **kwargs})
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("n, batch_size", [(10, 3), (9, 3), (1, 4), (7, 7)])
+def test_padded_batches_cover_each_index_once(n, batch_size):
+    seen = []
+    for idx, mask in padded_batches(n, batch_size, jax.random.PRNGKey(0)):
+        assert idx.shape == mask.shape == (batch_size,)
+        assert mask.sum() >= 1 and np.all(np.diff(mask) <= 0), "real examples first, padding last"
+        seen.extend(idx[mask == 1].tolist())
+    assert sorted(seen) == list(range(n))
+
+
+def test_shuffling_depends_on_the_key_only():
+    order = lambda k: np.concatenate([i for i, _ in padded_batches(50, 8, jax.random.PRNGKey(k))])
+    np.testing.assert_array_equal(order(3), order(3))
+    assert not np.array_equal(order(3), order(4))
+
+
+def test_masked_mean_ignores_padding():
+    values, mask = jnp.array([1.0, 2.0, 3.0, 100.0]), jnp.array([1.0, 1.0, 1.0, 0.0])
+    assert masked_mean(values, mask) == pytest.approx(2.0)
+    assert masked_mean(values, jnp.zeros(4)) == 0.0
+
+
+def test_step_is_traced_once_per_run_even_with_a_smaller_last_batch():
+    traces = []
+
+    def counting_loss(logits, labels):
+        traces.append(logits.shape)  # runs only when the step is traced
+        return losses.softmax_cross_entropy(logits, labels)
+
+    x, y = _classification_data(n=70)  # 70 = 4 batches of 16 + 6
+    _fit((x, y), loss=counting_loss, epochs=2)
+    train_traces = [s for s in traces if s[0] == 16]
+    assert len(train_traces) == 1, traces
+
+
+def test_padded_examples_do_not_change_the_step():
+    model, params, state = _small_model()
+    step = make_train_step(model, "softmax_cross_entropy", sgd(0.5))
+    x, y = _classification_data(n=6)
+    opt_state = sgd(0.5).init(params)
+    key = jax.random.PRNGKey(0)
+    real = step(params, state, opt_state, Batch(x[:4], y[:4], np.ones(4, np.float32)), key)
+    garbage_x = np.concatenate([x[:4], 1e3 * np.ones((2, 5), np.float32)])
+    padded = step(params, state, opt_state,
+                  Batch(garbage_x, np.concatenate([y[:4], y[:2]]), np.array([1, 1, 1, 1, 0, 0], np.float32)),
+                  key)
+    chex_close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    jax.tree_util.tree_map(chex_close, real[0], padded[0])
+    chex_close(real[3]["loss"], padded[3]["loss"])
+
+
+def test_full_batch_gradient_descent_reaches_least_squares(x64):
+    """Linear regression by full-batch GD on ½‖Xw + b − y‖² converges to the lstsq solution."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    y = x @ np.array([[1.5], [-2.0], [0.5]]) + 0.3 + 0.1 * rng.normal(size=(64, 1))
+    model = Dense(1, dtype=jnp.float64)
+    _, params, state = model.init(jax.random.PRNGKey(0), (None, 3))
+    result = fit(model, params, state, (x, y), loss="half_squared_error", optimizer=sgd(0.1),
+                 key=jax.random.PRNGKey(0), epochs=500, batch_size=None, progress=False)
+    design = np.hstack([x, np.ones((64, 1))])
+    expected = np.linalg.lstsq(design, y, rcond=None)[0]
+    np.testing.assert_allclose(np.asarray(result.params["w"]), expected[:3], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.params["b"]), expected[3], atol=1e-6)
+
+
+def test_online_learning_runs_one_example_per_step():
+    x, y = _classification_data(n=12)
+    result = _fit((x, y), batch_size=1, epochs=2)
+    assert len(result.history["loss"]) == 2
+
+
+def test_fit_learns_and_is_deterministic():
+    data = _classification_data(n=300)
+    a, b = _fit(data, epochs=15), _fit(data, epochs=15)
+    _assert_trees_equal(a.params, b.params)
+    assert a.history["loss"][-1] < 0.5 * a.history["loss"][0]
+    assert a.history["accuracy"][-1] > 0.9
+
+
+def test_validation_metrics_are_logged_each_epoch():
+    x, y = _classification_data(n=120)
+    result = _fit((x[:100], y[:100]), validation_data=(x[100:], y[100:]), epochs=4)
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 4 for v in result.history.values())
+
+
+def test_evaluate_matches_a_direct_computation():
+    model, params, state = _small_model()
+    x, y = _classification_data(n=37)
+    got = evaluate(model, params, state, (x, y), loss="softmax_cross_entropy", batch_size=8)
+    logits, _ = model.apply(params, state, x)
+    assert got["loss"] == pytest.approx(float(losses.softmax_cross_entropy(logits, y).mean()), rel=1e-5)
+    assert got["accuracy"] == pytest.approx(float((logits.argmax(-1) == y).mean()))
+
+
+def test_predict_trims_padding_and_matches_apply():
+    model, params, state = _small_model()
+    x, _ = _classification_data(n=23)
+    out = predict(model, params, state, x, batch_size=10)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(model.apply(params, state, x)[0]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_rule_counts_patience_and_remembers_the_best():
+    rule = EarlyStopping(patience=2, min_delta=0.1)
+    es = early_stopping_init(rule, "p0", "s0")
+    stops = []
+    for epoch, value in enumerate([1.0, 0.8, 0.75, 0.72, 0.5]):
+        es, stop = early_stopping_update(rule, es, value, epoch, f"p{epoch}", f"s{epoch}")
+        stops.append(stop)
+    # 0.75 and 0.72 do not beat 0.8 by more than 0.1: the second of them exhausts the patience
+    assert stops == [False, False, False, True, False]
+    assert (es.best, es.best_epoch, es.best_params) == (0.5, 4, "p4")
+
+
+def test_early_stopping_mode_max():
+    rule = EarlyStopping(monitor="val_accuracy", patience=1, mode="max")
+    es = early_stopping_init(rule, None, None)
+    es, stop = early_stopping_update(rule, es, 0.5, 0, None, None)
+    es, stop = early_stopping_update(rule, es, 0.4, 1, None, None)
+    assert stop and es.best == 0.5
+
+
+def test_fit_stops_early_and_restores_the_best_params():
+    x, y = _classification_data(n=120)
+    snapshots = []
+    hook = lambda epoch, logs, ts: snapshots.append(ts.params)
+    result = _fit((x[:100], y[:100]), validation_data=(x[100:], y[100:]), epochs=20, hooks=[hook],
+                  early_stopping=EarlyStopping(patience=2, min_delta=1e9))
+    assert result.stopped_early and len(result.history["loss"]) == 3 and result.best_epoch == 1
+    _assert_trees_equal(result.params, snapshots[0])  # nothing beats epoch 1 by 1e9
+
+
+def test_a_hook_can_stop_training():
+    x, y = _classification_data(n=40)
+    result = _fit((x, y), epochs=10, hooks=[lambda epoch, logs, ts: epoch == 1])
+    assert result.stopped_early and len(result.history["loss"]) == 2
+
+
+def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
+    x, y = _classification_data(n=90)
+    data, val = (x[:70], y[:70]), (x[70:], y[70:])
+    kwargs = dict(validation_data=val, early_stopping=EarlyStopping(patience=50))
+    full = _fit(data, epochs=4, checkpoint_path=str(tmp_path / "full.npz"), **kwargs)
+    path = str(tmp_path / "part.npz")
+    _fit(data, epochs=2, checkpoint_path=path, **kwargs)
+    resumed = _fit(data, epochs=4, checkpoint_path=path, resume=True, log=lambda *a: None, **kwargs)
+    _assert_trees_equal(full.params, resumed.params)
+    _assert_trees_equal(full.opt_state, resumed.opt_state)
+    assert full.history == resumed.history
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=0), "`batch_size` must be a positive integer or None"),
+    (dict(early_stopping=EarlyStopping()), "no `validation_data`"),
+    (dict(validation_data=(np.zeros((3, 5), np.float32), np.zeros(2, np.int32))),
+     "`validation_data` has 3 inputs but 2 targets"),
+])
+def test_fit_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _fit(_classification_data(n=20), **kwargs)
+
+
+def test_early_stopping_on_an_unlogged_metric_is_named():
+    x, y = _classification_data(n=40)
+    with pytest.raises(ValueError, match="'val_f1', which is not among the logged metrics"):
+        _fit((x[:30], y[:30]), validation_data=(x[30:], y[30:]),
+             early_stopping=EarlyStopping(monitor="val_f1"))
