@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 from fnn import config as config_lib
 
@@ -24,11 +22,10 @@ def _parser() -> argparse.ArgumentParser:
 def run_command(args) -> None:
     """``fnn run``: check the config completely, then train in a fresh (or resumed) run folder."""
     config = config_lib.load(args.config)
-    from fnn.experiment import check, copy_config, run  # imports JAX: only for a readable config
+    from fnn.experiment import check, copy_config, run, run_folder  # imports JAX: a good config only
 
     check(config)
-    out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_folder(config.name, args.out)
     copy_config(args.config, out)
     run(config, out, resume=args.resume, progress=not args.no_progress)
 

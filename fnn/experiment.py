@@ -147,7 +147,7 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
         "date": time.strftime("%Y-%m-%d"),
         "config": to_dict(config),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "results.json", results)
     plot_history(result.history, out / "curves.png", title=config.name,
                  best_epoch=result.best_epoch)
     if x_test.shape[1:] == (2,):
@@ -216,3 +216,21 @@ def plot_history(history: Dict[str, list], path: Path, title: str = "",
 
 def copy_config(path, out_dir) -> None:
     shutil.copyfile(path, Path(out_dir) / "config.toml")
+
+
+def run_folder(name: str, out=None) -> Path:
+    """A new run folder, ``out`` or ``runs/<name>-<date>-<time>``, created if missing."""
+    folder = Path(out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON (NumPy/JAX scalars and arrays become plain numbers/lists)."""
+    def plain(value):
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        raise TypeError(f"write_json: cannot write {type(value).__name__} to JSON.")
+
+    Path(path).write_text(json.dumps(obj, indent=2, default=plain))
+    return Path(path)

@@ -181,7 +181,7 @@ def softmax_cross_entropy(logits, labels) -> Array:
     ``(batch, ...)`` or one-hot / probability targets ``(batch, ..., classes)``. Any axes
     between batch and classes (e.g. time) are summed; reshape to ``(batch·time, classes)`` for
     per-step values. With targets that sum to one, the gradient is ``softmax(z) − y``. Logits
-    must be finite; out-of-range integer labels give a zero loss.
+    must be finite. Integer labels outside ``[0, classes)``, e.g. −1 for padding, contribute 0.
     """
     logits, targets = _class_targets("softmax_cross_entropy", logits, labels)
     return -_per_example(targets * jax.nn.log_softmax(logits))
@@ -273,7 +273,7 @@ def _mask_leaves(penalty: str, params, mask) -> list[bool]:
     if mask is None:
         mask = weights_mask(params)
     elif callable(mask):
-        mask = jax.tree_util.tree_map_with_path(lambda path, leaf: mask(path, leaf), params)
+        mask = jax.tree_util.tree_map_with_path(mask, params)
     elif jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(params):
         raise ValueError(
             f"{penalty}: mask must have the tree structure of params;\n"

@@ -107,6 +107,8 @@ def test_shapes_over_random_sizes(case, batch, features, units):
         lambda p, s, x: layer.apply(p, s, x, key=APPLY_KEY), params, state, inputs)
     assert output_shapes(y) == out_shape
     assert shape_tree(new_state) == shape_tree(state)
+    unknown = map_shapes(lambda s: (None,) + s[1:], input_shape)
+    assert with_batch(init_shapes(layer, unknown)[0], batch) == out_shape
 
 
 @by_name
@@ -139,9 +141,9 @@ def test_init_is_deterministic_per_key(case):
 @by_name
 def test_params_are_float32_by_default(case):
     layer, input_shape = case.build(DEFAULT_SIZES)
-    _, params, state = layer.init(KEY, input_shape)
+    _, params, state = init_shapes(layer, input_shape)
     for leaf in jax.tree_util.tree_leaves((params, state)):
-        assert leaf.dtype == jnp.float32
+        assert leaf.dtype == jnp.float32 or not jnp.issubdtype(leaf.dtype, jnp.floating)
 
 
 @by_name
