@@ -9,7 +9,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 try:
     import tomllib
@@ -39,12 +39,22 @@ class ModelConfig:
     hidden: List[int] = field(default_factory=lambda: [300, 100])
     activation: str = "relu"
     w_init: str = "glorot_uniform"
+    dropout: float = 0.0  # drop rate after each hidden activation (0: no dropout)
+    input_dropout: float = 0.0  # drop rate on the inputs
+
+
+Scalar = Union[bool, int, float, str]
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
+    """``name`` and ``learning_rate``; every other key of ``[optimizer]`` lands in ``options`` and
+    is passed to the optimizer (e.g. ``momentum = 0.9``), checked against its signature."""
+
     name: str = "sgd"
     learning_rate: float = 0.1
+    options: Dict[str, Scalar] = field(default_factory=dict)
+    EXTRA_KEYS = "options"  # where from_dict puts the keys this schema does not name
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,17 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64  # 0: full batch
     loss: str = "softmax_cross_entropy"
+    l2: float = 0.0  # the course's λ: loss + λ/(2P) Σ w² over the weights (biases skipped)
+    l1: float = 0.0  # the course's λ: loss + λ/P Σ |w|
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random image augmentations applied to each training batch (0 turns one off)."""
+
+    max_shift: int = 0  # pixels
+    max_degrees: float = 0.0  # rotation
+    noise_std: float = 0.0  # additive Gaussian noise
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     early_stopping: Optional[EarlyStoppingConfig] = None
+    augment: Optional[AugmentConfig] = None
 
 
 def _type_name(tp) -> str:
@@ -80,19 +102,31 @@ def _type_name(tp) -> str:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
     if origin is typing.Union:
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (dict, Dict):
+        return "table"
     return "table" if dataclasses.is_dataclass(tp) else tp.__name__
 
 
 def _convert(value: Any, tp, key: str):
     """Check ``value`` against the annotation ``tp``; build nested dataclasses from tables."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(value, inner, key)
+    if origin is typing.Union:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1:  # Optional[X]
+            return _convert(value, options[0], key)
+        if type(value) in options:  # a union of scalars: the exact type must be one of them
+            return value
+        raise ConfigError(f"config key `{key}` must be {_type_name(tp)}; "
+                          f"got {value!r} ({type(value).__name__}).")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key `{key}` must be a table ([{key}]); got {value!r}.")
         return from_dict(value, tp, prefix=f"{key}.")
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key `{key}` must be a table; got {value!r}.")
+        item = typing.get_args(tp)[1]
+        return {k: _convert(v, item, f"{key}.{k}") for k, v in value.items()}
     if origin in (list, List):
         if not isinstance(value, list):
             raise ConfigError(f"config key `{key}` must be {_type_name(tp)}; "
@@ -113,10 +147,15 @@ def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     unknown = sorted(set(raw) - set(fields))
-    if unknown:
+    extra_field = getattr(schema, "EXTRA_KEYS", None)
+    if unknown and not extra_field:
         raise ConfigError(f"unknown config key `{prefix}{unknown[0]}`; "
                           f"expected one of: {', '.join(prefix + k for k in fields)}.")
-    return schema(**{k: _convert(v, hints[k], prefix + k) for k, v in raw.items()})
+    values = {k: _convert(v, hints[k], prefix + k) for k, v in raw.items() if k in fields}
+    if extra_field:  # an open table: the keys the schema does not name go into one field
+        item = typing.get_args(hints[extra_field])[1]
+        values[extra_field] = {k: _convert(raw[k], item, prefix + k) for k in unknown}
+    return schema(**values)
 
 
 def load(path) -> Config:

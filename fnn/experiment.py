@@ -1,12 +1,13 @@
 """Run an experiment from a config: data, model, training, test metrics and a run folder.
 
 The run folder holds ``config.toml`` (a copy), ``metrics.jsonl`` (one line per epoch),
-``checkpoint.npz`` (the latest epoch, for ``--resume``), ``results.json`` (test metrics) and
-``curves.png`` (learning curves).
+``checkpoint.npz`` (the latest epoch, for ``--resume``), ``results.json`` (test metrics),
+``curves.png`` (learning curves) and, for 2-D inputs, ``boundary.png`` (decision regions).
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import shutil
 import time
@@ -16,9 +17,10 @@ from typing import Dict, Optional, Tuple
 import jax
 import numpy as np
 
-from fnn import activations, init, losses, metrics, optim
-from fnn.config import Config, ConfigError, DataConfig, to_dict
-from fnn.data import load_mnist, scaling, synthetic
+from fnn import activations, init, losses, metrics, optim, plots
+from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, OptimizerConfig,
+                        TrainConfig, to_dict)
+from fnn.data import augment, load_mnist, scaling, synthetic
 from fnn.models import mlp
 from fnn.train import EarlyStopping, evaluate, fit, predict
 
@@ -62,9 +64,17 @@ def load_data(cfg: DataConfig, key) -> Dict[str, Split]:
             for name, (xs, ys) in splits.items()}
 
 
+def _check_range(key: str, value, low, high=None, *, low_open=False):
+    """Raise a `ConfigError` naming ``key`` unless ``low <= value`` (or ``<``) and ``value < high``."""
+    ok = (value > low if low_open else value >= low) and (high is None or value < high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and < {high}")
+        raise ConfigError(f"config key `{key}` must be {bound}; got {value}.")
+
+
 def check(config: Config) -> None:
     """Reject names and values the schema's types cannot catch, before any data is loaded."""
-    m, d = config.model, config.data
+    m, d, t = config.model, config.data, config.train
     if m.kind != "mlp":
         raise ConfigError(f"config key `model.kind`: unknown model {m.kind!r}; expected 'mlp'.")
     if d.dataset not in ("mnist", *SYNTHETIC):
@@ -72,28 +82,75 @@ def check(config: Config) -> None:
                           f"expected one of {['mnist', *SYNTHETIC]}.")
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"config key `model.hidden` must list positive sizes; got {m.hidden}.")
-    for key, value in {"train.epochs": config.train.epochs,
-                       "train.batch_size": config.train.batch_size,
+    _check_range("train.epochs", t.epochs, 0, low_open=True)
+    for key, value in {"train.batch_size": t.batch_size, "train.l1": t.l1, "train.l2": t.l2,
                        "data.validation_size": d.validation_size,
                        "data.train_size": d.train_size}.items():
-        if value < (1 if key == "train.epochs" else 0):
-            raise ConfigError(f"config key `{key}` must be "
-                              f"{'positive' if key == 'train.epochs' else 'non-negative'}; got {value}.")
+        _check_range(key, value, 0)
+    for key, value in {"model.dropout": m.dropout, "model.input_dropout": m.input_dropout}.items():
+        _check_range(key, value, 0, 1)
     _checked("model.activation", activations.get, m.activation)
     _checked("model.w_init", init.get, m.w_init)
     _checked("data.scaling", scaling.get, d.scaling)
-    _checked("train.loss", losses.get, config.train.loss)
-    _checked("optimizer.name", optim.get, config.optimizer.name)
+    _checked("train.loss", losses.get, t.loss)
+    make_optimizer(config.optimizer)
+    make_augment(config.augment)
+
+
+def _same_kind(value, default) -> bool:
+    """A config value fits an argument whose default is ``default`` (an int fits a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def make_optimizer(cfg: OptimizerConfig):
+    """The optimizer ``[optimizer]`` names, its other keys checked against the factory's arguments."""
+    factory = _checked("optimizer.name", optim.get, cfg.name)
+    arguments = inspect.signature(factory).parameters
+    options = [a for a in arguments if a != "learning_rate"]
+    for key, value in cfg.options.items():
+        if key not in options:
+            raise ConfigError(f"unknown config key `optimizer.{key}`: {cfg.name} takes "
+                              f"{', '.join(options) or 'no options'}.")
+        default = arguments[key].default
+        if default is not inspect.Parameter.empty and not _same_kind(value, default):
+            raise ConfigError(f"config key `optimizer.{key}` must be {type(default).__name__} "
+                              f"like its default {default!r}; got {value!r}.")
+    return _checked("optimizer", lambda c: factory(c.learning_rate, **c.options), cfg)
+
+
+def make_augment(cfg: Optional[AugmentConfig]):
+    """The batch augmentation ``[augment]`` describes (None when it is absent or all zero)."""
+    if cfg is None:
+        return None
+    _check_range("augment.max_shift", cfg.max_shift, 0)
+    _check_range("augment.max_degrees", cfg.max_degrees, 0)
+    _check_range("augment.noise_std", cfg.noise_std, 0)
+    steps = [fn(value) for fn, value in ((augment.random_shift, cfg.max_shift),
+                                         (augment.random_rotation, cfg.max_degrees),
+                                         (augment.gaussian_noise, cfg.noise_std)) if value]
+    return augment.compose(*steps) if steps else None
+
+
+def make_penalty(cfg: TrainConfig, num_examples: int):
+    """The course's weight penalty ``λ2/(2P) Σ w² + λ1/P Σ |w|`` over the weights (biases and
+    normalization parameters skipped), P the number of training examples; None when both are 0."""
+    if not (cfg.l1 or cfg.l2):
+        return None
+    return lambda params: (cfg.l2 * losses.l2_penalty(params)
+                           + cfg.l1 * losses.l1_penalty(params)) / num_examples
 
 
 def build(config: Config, num_classes: int):
     """The model, loss and optimizer a config names."""
     check(config)
     m = config.model
-    model = mlp([*m.hidden, num_classes], activation=m.activation, w_init=m.w_init)
-    loss = _checked("train.loss", losses.get, config.train.loss)
-    make_optimizer = _checked("optimizer.name", optim.get, config.optimizer.name)
-    return model, loss, make_optimizer(config.optimizer.learning_rate)
+    model = mlp([*m.hidden, num_classes], activation=m.activation, w_init=m.w_init,
+                dropout=m.dropout, input_dropout=m.input_dropout)
+    return model, losses.get(config.train.loss), make_optimizer(config.optimizer)
 
 
 def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
@@ -125,7 +182,8 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
                      key=fit_key, epochs=config.train.epochs,
                      batch_size=config.train.batch_size or None,
                      validation_data=data.get("validation"), early_stopping=early_stopping,
-                     hooks=[write_epoch], checkpoint_path=str(out / "checkpoint.npz"),
+                     penalty=make_penalty(config.train, len(x_train)),
+                     augment=make_augment(config.augment), hooks=[write_epoch], checkpoint_path=str(out / "checkpoint.npz"),
                      resume=resume, progress=progress, log=log)
     seconds = time.perf_counter() - started
 
@@ -148,70 +206,18 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
         "config": to_dict(config),
     }
     write_json(out / "results.json", results)
-    plot_history(result.history, out / "curves.png", title=config.name,
-                 best_epoch=result.best_epoch)
-    if x_test.shape[1:] == (2,):
-        plot_decision_boundary(lambda xs: predict(model, result.params, result.state, xs),
-                               data["test"], out / "boundary.png", title=f"{config.name} (test)")
+    if plots.available():
+        plots.plot_history(result.history, out / "curves.png", title=config.name,
+                           best_epoch=result.best_epoch)
+        if x_test.shape[1:] == (2,):
+            plots.plot_decision_boundary(
+                lambda xs: predict(model, result.params, result.state, xs), data["test"],
+                out / "boundary.png", title=f"{config.name} (test)")
+    else:
+        log("no plots: matplotlib is missing (pip install 'fnn[viz]')")
     log(f"test accuracy {results['test_accuracy']:.4f}  test loss {results['test_loss']:.4f}")
     log(metrics.classification_report(cm))
     return results
-
-
-def _pyplot():
-    """matplotlib's pyplot on a file-only backend, or None when the `viz` extra is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def plot_decision_boundary(predict_fn, data: Split, path: Path, title: str = "") -> bool:
-    """The predicted class over a grid around 2-D points, with the points on top, as a PNG."""
-    plt = _pyplot()
-    if plt is None:
-        return False
-    x, y = data
-    (x0, y0), (x1, y1) = x.min(0) - 0.5, x.max(0) + 0.5
-    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
-    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    classes = np.asarray(predict_fn(grid)).argmax(-1).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.contourf(gx, gy, classes, alpha=0.3, cmap="coolwarm")
-    ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap="coolwarm", edgecolors="k", linewidths=0.2)
-    ax.set(title=title, xlabel="x1 (scaled)", ylabel="x2 (scaled)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def plot_history(history: Dict[str, list], path: Path, title: str = "",
-                 best_epoch: Optional[int] = None) -> bool:
-    """Loss and accuracy curves per epoch (train and validation) as a PNG, with the epoch early
-    stopping kept marked; returns False (and writes nothing) without matplotlib."""
-    plt = _pyplot()
-    if plt is None:
-        return False
-    panels = [m for m in ("loss", "accuracy") if m in history]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], panels):
-        epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], label="train")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], label="validation")
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="gray", linestyle=":", label=f"kept (epoch {best_epoch})")
-        ax.set(xlabel="epoch", ylabel=name, title=f"{title} {name}".strip())
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 def copy_config(path, out_dir) -> None:

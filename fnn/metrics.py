@@ -26,9 +26,13 @@ predicted) is ``zero_division`` (default 0.0, as scikit-learn's ``zero_division=
   precision, recall and F1 all equal the accuracy.
 
 Counts are int32: exact up to 2**31 - 1 examples.
+
+ROC curves and their AUC work on scores rather than counts: ``roc_curve``/``roc_auc`` for a
+binary score, ``roc_curve_ovr``/``roc_auc_ovr`` for multi-class scores, one class against the rest.
 """
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -195,6 +199,51 @@ def roc_auc(scores, labels, mask=None):
     return jnp.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1])) / 2
 
 
+def roc_curve_ovr(scores, labels, mask=None):
+    """One-vs-rest ROC curves of a multi-class score: class k's score against "label is k".
+
+    Args:
+      scores: float array ``(n, C)``, e.g. softmax probabilities or logits.
+      labels: integer class ids ``(n,)``; ids outside ``[0, C)`` are ignored, like masked ones.
+      mask: optional ``(n,)`` bool/0-1; masked examples are ignored.
+
+    Returns:
+      ``(fpr, tpr, thresholds)``, each ``(C, n + 1)``: row k is
+      ``roc_curve(scores[:, k], labels == k, mask)``, with its conventions (ties, and TPR 0
+      throughout for a class absent from the labels).
+    """
+    scores, labels, weight = _one_vs_rest("roc_curve_ovr", scores, labels, mask)
+    is_class = labels[None, :] == jnp.arange(scores.shape[1])[:, None]  # (C, n)
+    return jax.vmap(roc_curve, in_axes=(1, 0, None))(scores, is_class, weight)
+
+
+def roc_auc_ovr(scores, labels, mask=None, average: str = "none"):
+    """One-vs-rest AUC of a multi-class score ``(n, C)`` with integer labels ``(n,)``.
+
+    - ``"none"``: ``(C,)``, class k's ``roc_auc(scores[:, k], labels == k, mask)``; 0.0 for a
+      class that is absent from the labels or is every label (its AUC is undefined).
+    - ``"macro"``: the mean over the classes whose AUC is defined (with both positive and
+      negative examples); an undefined class is left out rather than counted as 0, which would
+      read as "always ranked last". 0.0 if no class is defined.
+    - ``"micro"``: the AUC of all ``n·C`` (example, class) pairs pooled, with the one-hot labels.
+
+    Labels outside ``[0, C)`` and masked examples are ignored. A scalar unless ``average="none"``.
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"roc_auc_ovr: average must be one of {AVERAGES}; got {average!r}.")
+    scores, labels, weight = _one_vs_rest("roc_auc_ovr", scores, labels, mask)
+    num_classes = scores.shape[1]
+    is_class = labels[:, None] == jnp.arange(num_classes)[None, :]  # (n, C)
+    if average == "micro":
+        return roc_auc(scores.ravel(), is_class.ravel(), jnp.repeat(weight, num_classes))
+    per_class = jax.vmap(roc_auc, in_axes=(1, 1, None))(scores, is_class, weight)
+    if average == "none":
+        return per_class
+    positives = jnp.sum(jnp.where(is_class, weight[:, None], 0), axis=0)
+    defined = (positives > 0) & (positives < jnp.sum(weight))
+    return _divide(jnp.sum(jnp.where(defined, per_class, 0)), jnp.sum(defined), 0.0)
+
+
 def classification_report(cm, class_names=None, digits: int = 3) -> str:
     """A text table of precision, recall, specificity, F1 and support per class, plus the macro
     average and the accuracy. Eager only (it formats concrete numbers)."""
@@ -237,6 +286,19 @@ def _mask_weights(function, mask, shape):
     if mask.shape != shape:
         raise ValueError(f"{function}: mask must have the shape of the labels {shape}; got {mask.shape}.")
     return mask.astype(bool).astype(jnp.int32)
+
+
+def _one_vs_rest(function, scores, labels, mask):
+    """Checked ``scores (n, C)``, ``labels (n,)`` and int32 weights, 0 for masked examples and
+    for ids outside ``[0, C)``."""
+    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+    if scores.ndim != 2 or labels.shape != scores.shape[:1]:
+        raise ValueError(f"{function}: expected scores of shape (n, C) and labels of shape (n,); "
+                         f"got scores {scores.shape} and labels {labels.shape}.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"{function}: labels must be integer class ids; got dtype {labels.dtype}.")
+    in_range = (labels >= 0) & (labels < scores.shape[1])
+    return scores, labels, jnp.where(in_range, _mask_weights(function, mask, labels.shape), 0)
 
 
 def _check_confusion_matrix(function, cm):

@@ -59,14 +59,21 @@ def _objective(model, loss_fn, metrics_fn, penalty, train):
 
 def make_train_step(model: Layer, loss, optimizer: Optimizer, *,
                     metrics: Callable = classification_metrics,
-                    penalty: Optional[Callable] = None, jit: bool = True):
+                    penalty: Optional[Callable] = None, augment: Optional[Callable] = None,
+                    jit: bool = True):
     """The pure train step ``(params, state, opt_state, batch, key) -> (params, state, opt_state,
-    metrics)``: one gradient step on the masked mean loss (+ ``penalty(params)`` if given)."""
+    metrics)``: one gradient step on the masked mean loss (+ ``penalty(params)`` if given). The
+    optimizer also gets the mini-batch loss, ``update(..., loss=loss)``, for loss-driven rules.
+    ``augment(key, inputs) -> inputs`` (e.g. from `fnn.data.augment`) transforms each batch first,
+    with its own key ``fold_in(key, 1)``; the model then gets ``fold_in(key, 0)``."""
     objective = _objective(model, losses.get(loss), metrics, penalty, train=True)
 
     def step(params, state, opt_state, batch: Batch, key):
+        if augment is not None:
+            batch = batch._replace(inputs=augment(jax.random.fold_in(key, 1), batch.inputs))
+            key = jax.random.fold_in(key, 0)
         grads, (state, batch_metrics) = jax.grad(objective, has_aux=True)(params, state, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer.update(grads, opt_state, params, loss=batch_metrics["loss"])
         return apply_updates(params, updates), state, opt_state, batch_metrics
 
     return jax.jit(step) if jit else step
@@ -236,7 +243,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         epochs: int, batch_size: Optional[int] = 32, validation_data=None,
         early_stopping: Optional[EarlyStopping] = None, opt_state=None,
         metrics: Callable = classification_metrics, penalty: Optional[Callable] = None,
-        hooks: Sequence[Hook] = (), checkpoint_path: Optional[str] = None,
+        augment: Optional[Callable] = None, hooks: Sequence[Hook] = (), checkpoint_path: Optional[str] = None,
         resume: bool = False, progress: bool = True, log: Callable = print) -> FitResult:
     """Train for ``epochs`` epochs of shuffled mini-batches; returns a `FitResult`.
 
@@ -244,7 +251,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     ``fold_in(key, e)`` and batch ``i`` gets the step key ``fold_in(fold_in(key, e), i)``, so a run
     resumed from ``checkpoint_path`` (saved after every epoch, atomically) matches an
     uninterrupted one. Each hook is called as ``hook(epoch, logs, train_state)`` after every
-    epoch; a hook returning True stops training.
+    epoch; a hook returning True stops training. ``penalty(params)`` is added to the loss
+    (e.g. an L2 term) and ``augment(key, inputs)`` transforms each training batch.
     """
     x, y = _as_numpy_pair(train_data, "train_data")
     val = None if validation_data is None else _as_numpy_pair(validation_data, "validation_data")
@@ -252,7 +260,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     if early_stopping is not None and early_stopping.monitor.startswith("val_") and val is None:
         raise ValueError(f"fit: early stopping monitors {early_stopping.monitor!r} but no "
                          "`validation_data` was given.")
-    step = make_train_step(model, loss, optimizer, metrics=metrics, penalty=penalty)
+    step = make_train_step(model, loss, optimizer, metrics=metrics, penalty=penalty,
+                           augment=augment)
     eval_step = make_eval_step(model, loss, metrics=metrics)
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     es = None if early_stopping is None else early_stopping_init(early_stopping, params, state)

@@ -20,6 +20,7 @@ from fnn.layers import (
     ELU, Activation, Add, Arctan, BinaryStep, Concatenate, Dense, Flatten, Identity, Lambda,
     LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh, branch,
     parallel, residual, serial)
+from fnn.layers import DropConnect, Dropout
 from fnn.models import mlp
 
 
@@ -91,6 +92,16 @@ CASES = [
     Case("Dense_on_sequences", lambda s: (Dense(s.units), (s.batch, 4, s.features))),
     Case("Flatten", lambda s: (Flatten(), (s.batch, s.features, 3, 2))),
     Case("Maxout", lambda s: (Maxout(s.units), (s.batch, s.features)), kinks=True),
+    # --- dropout (train mode draws masks from the suite's APPLY_KEY) --------------------------
+    Case("Dropout", lambda s: (Dropout(0.5), (s.batch, s.features))),
+    Case("Dropout_classic", lambda s: (Dropout(0.3, mode="classic"), (s.batch, s.features))),
+    Case("Dropout_shared_over_time", lambda s: (Dropout(0.5, broadcast_axes=(1,)),
+                                                (s.batch, 4, s.features))),
+    Case("DropConnect", lambda s: (DropConnect(s.units, 0.5), (s.batch, s.features))),
+    Case("DropConnect_per_example", lambda s: (DropConnect(s.units, 0.5, per_example=True),
+                                               (s.batch, 4, s.features))),
+    Case("serial_Dropout", lambda s: (serial(Dense(s.units), Tanh(), Dropout(0.5), Dense(2)),
+                                      (s.batch, s.features))),
     # --- activation layers -------------------------------------------------------------------
     _same(Identity),
     _same(lambda: BinaryStep(), kinks=True, zero_grad=True),

@@ -7,7 +7,15 @@ from fnn import config as config_lib
 from fnn.config import Config, ConfigError, from_dict
 from fnn.experiment import check
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+ROOT = Path(__file__).resolve().parents[1]
+# configs/NAME.toml belongs to experiments/NAME.py when that script exists (its own tests check
+# it); every other config is an `fnn run` config
+CONFIGS = [p for p in sorted((ROOT / "configs").glob("*.toml"))
+           if not (ROOT / "experiments" / f"{p.stem}.py").exists()]
+
+
+def test_the_fnn_run_configs_are_found():
+    assert {"mnist_mlp.toml", "quickstart.toml"} <= {p.name for p in CONFIGS}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -49,9 +57,17 @@ def test_bad_keys_and_types_are_named(raw, message):
     ({"data": {"dataset": "cifar"}}, "`data.dataset`: unknown data set 'cifar'"),
     ({"data": {"scaling": "zscore"}}, "`data.scaling`"),
     ({"train": {"loss": "l2"}}, "`train.loss`"),
-    ({"train": {"epochs": 0}}, "`train.epochs` must be positive"),
-    ({"train": {"batch_size": -1}}, "`train.batch_size` must be non-negative"),
+    ({"train": {"epochs": 0}}, "`train.epochs` must be > 0"),
+    ({"train": {"batch_size": -1}}, "`train.batch_size` must be >= 0"),
     ({"optimizer": {"name": "adamm"}}, "`optimizer.name`: unknown optimizer 'adamm'"),
+    ({"optimizer": {"name": "sgd", "momentun": 0.9}},
+     "unknown config key `optimizer.momentun`: sgd takes momentum, nesterov"),
+    ({"optimizer": {"name": "sgd", "momentum": 1.5}}, "`optimizer`: sgd: momentum must be"),
+    ({"optimizer": {"name": "sgd", "nesterov": 1}}, "`optimizer.nesterov` must be bool"),
+    ({"optimizer": {"name": "adam", "beta1": "high"}}, "`optimizer.beta1` must be float"),
+    ({"model": {"dropout": 1.0}}, r"`model.dropout` must be >= 0 and < 1; got 1.0"),
+    ({"train": {"l2": -0.1}}, "`train.l2` must be >= 0"),
+    ({"augment": {"max_degrees": -5.0}}, "`augment.max_degrees` must be >= 0"),
 ])
 def test_bad_names_are_rejected_before_training(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -65,3 +81,16 @@ def test_invalid_toml_and_missing_file(tmp_path):
         config_lib.load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         config_lib.load(tmp_path / "missing.toml")
+
+
+def test_optimizer_options_reach_the_optimizer():
+    config = from_dict({"optimizer": {"name": "sgd", "learning_rate": 0.5, "momentum": 0.9}})
+    assert config.optimizer.options == {"momentum": 0.9}
+    check(config)
+    from fnn.experiment import make_optimizer
+    import jax.numpy as jnp
+    opt = make_optimizer(config.optimizer)
+    state = opt.init({"w": jnp.zeros(1)})
+    for _ in range(2):  # classic momentum: v1 = η g, v2 = γ v1 + η g
+        updates, state = opt.update({"w": jnp.ones(1)}, state, {"w": jnp.zeros(1)})
+    assert float(updates["w"][0]) == pytest.approx(-(0.9 * 0.5 + 0.5))

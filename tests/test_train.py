@@ -205,3 +205,35 @@ def test_early_stopping_on_an_unlogged_metric_is_named():
     with pytest.raises(ValueError, match="'val_f1', which is not among the logged metrics"):
         _fit((x[:30], y[:30]), validation_data=(x[30:], y[30:]),
              early_stopping=EarlyStopping(monitor="val_f1"))
+
+
+def test_augment_transforms_each_training_batch_with_its_own_key():
+    model, params, state = _small_model()
+    seen = []
+
+    def augment(key, inputs):
+        seen.append(key.shape)
+        return jnp.zeros_like(inputs)  # the model then sees only zeros
+
+    step = make_train_step(model, "softmax_cross_entropy", sgd(0.1), augment=augment)
+    x, y = _classification_data(n=8)
+    batch, key = Batch(x, y, np.ones(8, np.float32)), jax.random.PRNGKey(0)
+    _, _, _, got = step(params, state, sgd(0.1).init(params), batch, key)
+    zeros = model.apply(params, state, np.zeros_like(x))[0]
+    assert seen and float(got["loss"]) == pytest.approx(
+        float(losses.softmax_cross_entropy(zeros, y).mean()), rel=1e-5)
+
+
+def test_penalty_is_added_to_the_objective():
+    model, params, state = _small_model()
+    x, y = _classification_data(n=8)
+    batch, key = Batch(x, y, np.ones(8, np.float32)), jax.random.PRNGKey(0)
+    plain = make_train_step(model, "softmax_cross_entropy", sgd(1.0))
+    decayed = make_train_step(model, "softmax_cross_entropy", sgd(1.0),
+                              penalty=lambda p: 0.5 * losses.l2_penalty(p))
+    a = plain(params, state, sgd(1.0).init(params), batch, key)[0]
+    b = decayed(params, state, sgd(1.0).init(params), batch, key)[0]
+    # ∂/∂w of ½·½Σw² is ½w: the decayed step shrinks every weight by half of itself more
+    np.testing.assert_allclose(np.asarray(a["dense_0"]["w"] - b["dense_0"]["w"]),
+                               0.5 * np.asarray(params["dense_0"]["w"]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(a["dense_0"]["b"]), np.asarray(b["dense_0"]["b"]))

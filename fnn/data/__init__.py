@@ -10,6 +10,7 @@ Loading, splitting and batching work on host NumPy arrays; scaling and codings a
     for xb, yb in batches((x_tr, y_tr), 128, key=fold_in(key, epoch)): ...
 """
 from fnn.data import coding, idx, mnist, scaling, splits, synthetic
+from fnn.data import augment
 from fnn.data.coding import decode_one_hot, decode_thermometer, one_hot, thermometer
 from fnn.data.idx import CorruptFileError, decode_idx, encode_idx, read_idx
 from fnn.data.mnist import as_float, load_mnist
@@ -28,3 +29,4 @@ __all__ = [
     "split_indices", "split", "batches",
     "spiral", "circles", "xor", "gaussians",
 ]
+__all__ += ["augment"]

@@ -4,9 +4,11 @@ from fnn.layers.activations import (
     Softmax, Softplus, Tanh)
 from fnn.layers.combinators import Add, Concatenate, Lambda, branch, parallel, residual, serial
 from fnn.layers.dense import Dense, Flatten, Maxout
+from fnn.layers.dropout import DropConnect, Dropout
 
 __all__ = [
     "Activation", "Add", "Arctan", "BinaryStep", "Concatenate", "Dense", "ELU", "Flatten",
     "Identity", "Lambda", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU", "Sigmoid",
     "Softmax", "Softplus", "Tanh", "branch", "parallel", "residual", "serial",
 ]
+__all__ += ["DropConnect", "Dropout"]

@@ -1,11 +1,29 @@
-"""The optimizer protocol: an `init`/`update` pair of pure functions over pytrees.
+"""The optimizer protocol: an ``init``/``update`` pair of pure functions over pytrees.
 
-    opt_state        = optimizer.init(params)
-    updates, state   = optimizer.update(grads, opt_state, params)
-    params           = apply_updates(params, updates)
+    opt_state          = optimizer.init(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params, loss=loss)
+    params             = apply_updates(params, updates)
+
+The contract every piece keeps:
+
+- ``update(grads, state, params=None, **extra) -> (updates, new_state)``. ``extra`` carries optional
+  per-step information, today only ``loss`` (the scalar mini-batch loss): pieces that need it (bold
+  driver, reduce-on-plateau) read it, all others ignore it. ``chain`` hands ``params`` and ``extra``
+  to every piece.
+- A hyper-parameter documented as "float or schedule" may be a callable ``step -> value``, called
+  with the number of updates done so far (an int32 scalar): the first update uses ``schedule(0)``.
+- Every state is a NamedTuple of arrays (``chain``'s state is the plain tuple of its pieces'
+  states); its structure, shapes and dtypes never change across updates, so it jits, scans and
+  checkpoints with ``fnn.checkpoint``.
+- A piece that counts updates keeps the count in an int32 field named ``step``; a piece that scales
+  the updates by a learning rate keeps that rate in a float32 field named ``learning_rate`` (a
+  factor stacked on it, such as the bold driver's, in a field named ``scale``). ``step_count`` and
+  ``learning_rate`` read them back for logging.
+- Updates have the dtype of the gradients (hence of the parameters).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
@@ -16,10 +34,15 @@ ScalarOrSchedule = Union[float, Schedule]
 
 
 class Optimizer(NamedTuple):
-    """``init(params) -> opt_state``; ``update(grads, opt_state, params=None) -> (updates, opt_state)``."""
+    """``init(params) -> state``;
+    ``update(grads, state, params=None, **extra) -> (updates, new_state)``."""
 
     init: Callable[[Any], Any]
     update: Callable[..., Any]
+
+
+class EmptyState(NamedTuple):
+    """The state of a piece that remembers nothing."""
 
 
 def apply_updates(params, updates):
@@ -32,39 +55,126 @@ def evaluate(value: ScalarOrSchedule, step):
     return value(step) if callable(value) else jnp.asarray(value)
 
 
+# --- hyper-parameter checks (at construction time, so mistakes surface before any tracing) -------
+
+def check_hyperparameter(owner: str, name: str, value, expected: str,
+                         is_valid: Callable[[float], bool]):
+    """Raise ``ValueError("{owner}: {name} must be a number {expected}; got ...")`` unless
+    ``value`` is a real number (Python, NumPy or a concrete 0-d array) that ``is_valid``."""
+    try:
+        valid = not isinstance(value, (bool, str, bytes)) and is_valid(float(value))
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{owner}: {name} must be a number {expected}; got {value!r}.")
+
+
+def check_decay(owner: str, name: str, value):
+    """A decay rate or momentum coefficient: a number in [0, 1)."""
+    check_hyperparameter(owner, name, value, "in [0, 1)", lambda v: 0.0 <= v < 1.0)
+
+
+def check_non_negative(owner: str, name: str, value):
+    """A number >= 0 (ε, weight decay, an initial accumulator value)."""
+    check_hyperparameter(owner, name, value, ">= 0", lambda v: v >= 0.0)
+
+
+def check_learning_rate(owner: str, value):
+    """A learning rate: a number >= 0, or a schedule ``step -> value`` (checked when called)."""
+    if not callable(value):
+        check_hyperparameter(owner, "learning_rate", value, ">= 0 or a schedule step -> value",
+                             lambda v: v >= 0.0)
+
+
+# --- gradient descent ----------------------------------------------------------------------------
+
 class ScaleByLearningRateState(NamedTuple):
-    """The step count (updates done so far) and the learning rate used by the last update."""
+    """The step count (updates done so far) and the learning rate of the last update (of the first
+    update before any)."""
 
     step: jax.Array
     learning_rate: jax.Array
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> Optimizer:
-    """``u = −η_t g``, with ``η_t`` a constant or a schedule of the step count t = 0, 1, ..."""
+    """Gradient descent: ``u_t = −η_t g_t``; ``η`` is a float or a schedule of t = 0, 1, ..."""
+    check_learning_rate("scale_by_learning_rate", learning_rate)
 
     def init(params):
-        return ScaleByLearningRateState(jnp.zeros((), jnp.int32),
-                                        jnp.asarray(evaluate(learning_rate, 0), jnp.float32))
+        step = jnp.zeros((), jnp.int32)
+        return ScaleByLearningRateState(step, jnp.asarray(evaluate(learning_rate, step), jnp.float32))
 
-    def update(grads, state, params=None):
-        lr = evaluate(learning_rate, state.step)
-        updates = jax.tree_util.tree_map(lambda g: (-lr * g).astype(g.dtype), grads)
-        return updates, ScaleByLearningRateState(state.step + 1, jnp.asarray(lr, jnp.float32))
+    def update(grads, state, params=None, **extra):
+        rate = evaluate(learning_rate, state.step)
+        updates = jax.tree_util.tree_map(lambda g: (-rate * g).astype(g.dtype), grads)
+        return updates, ScaleByLearningRateState(state.step + 1, jnp.asarray(rate, jnp.float32))
 
     return Optimizer(init, update)
 
 
+# --- composition ---------------------------------------------------------------------------------
+
 def chain(*optimizers: Optimizer) -> Optimizer:
-    """Compose gradient transformations: each one's updates are the next one's gradients."""
+    """Compose pieces: each one's updates are the next one's gradients; every piece receives
+    ``params`` and ``extra``. The state is the tuple of the pieces' states, in order."""
 
     def init(params):
         return tuple(opt.init(params) for opt in optimizers)
 
-    def update(grads, state, params=None):
+    def update(grads, state, params=None, **extra):
+        if type(state) is not tuple or len(state) != len(optimizers):
+            raise ValueError(
+                f"chain: expected the state made by this chain's init, a tuple of "
+                f"{len(optimizers)} piece states; got {jax.tree_util.tree_structure(state)}.")
         new_state = []
-        for opt, s in zip(optimizers, state):
-            grads, s = opt.update(grads, s, params)
-            new_state.append(s)
+        for opt, piece_state in zip(optimizers, state):
+            grads, piece_state = opt.update(grads, piece_state, params, **extra)
+            new_state.append(piece_state)
         return grads, tuple(new_state)
 
     return Optimizer(init, update)
+
+
+# --- reading an optimizer state ------------------------------------------------------------------
+
+def _is_named_tuple(node) -> bool:
+    return isinstance(node, tuple) and hasattr(node, "_fields")
+
+
+def named_states(opt_state) -> list:
+    """Every NamedTuple inside ``opt_state`` (a chain's state, or nested wrappers' states), each
+    before the states it contains, in chain order."""
+    found = []
+    for node in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_named_tuple):
+        if _is_named_tuple(node):
+            found.append(node)
+            found.extend(named_states(tuple(node)))
+    return found
+
+
+def _fields_named(opt_state, names: tuple, reader: str) -> list:
+    values = [getattr(state, name) for state in named_states(opt_state)
+              for name in names if name in state._fields]
+    if not values:
+        raise ValueError(
+            f"{reader}: no state inside opt_state has a field named {' or '.join(names)}; got "
+            f"{jax.tree_util.tree_structure(opt_state)}. Every alias keeps one; chain your "
+            f"pieces with scale_by_learning_rate.")
+    return values
+
+
+def step_count(opt_state) -> jax.Array:
+    """The number of updates done so far: the first field named ``step`` (outer states first)."""
+    return _fields_named(opt_state, ("step",), "step_count")[0]
+
+
+def learning_rate(opt_state) -> jax.Array:
+    """The effective learning rate of the last update (of the first one before any update): the
+    product of every field named ``learning_rate`` and of every factor on the updates kept in a
+    field named ``scale`` (bold driver, reduce-on-plateau)."""
+    return math.prod(_fields_named(opt_state, ("learning_rate", "scale"), "learning_rate"))
+
+
+__all__ = ["EmptyState", "Optimizer", "ScaleByLearningRateState", "Schedule", "ScalarOrSchedule",
+           "apply_updates", "chain", "evaluate", "learning_rate", "named_states",
+           "scale_by_learning_rate", "step_count"]

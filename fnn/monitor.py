@@ -1,0 +1,312 @@
+"""The course's checklist for debugging a network, as tools.
+
+    monitor = Monitor(model, "softmax_cross_entropy", (x[:256], y[:256]), optimizer)
+    result = fit(model, params, state, (x, y), ..., optimizer=optimizer, hooks=[monitor])
+    print("\\n".join(monitor.warnings()))      # "dense_2: update/weight ratio 3.0e-06 < 1e-04: ..."
+    monitor.plot("monitor.png")                 # each statistic over training, one line per layer
+
+    print(overfit_check(model, params, state, (x, y), loss=..., optimizer=sgd(0.1), key=key))
+
+Statistics, per layer, on a fixed probe batch ``(inputs, targets)`` in eval mode (no dropout):
+
+==============  ==========================================================================
+grad_norm       ``‖∂L/∂W‖₂``, L the mean loss on the probe batch; ≈ 0: the layer stopped learning
+update_ratio    ``‖u‖₂ / ‖W‖₂``, u the optimizer's next update for the probe gradient; healthy
+                near 1e-3, below 1e-4 the learning rate is too low, above 1e-2 too high
+weight_var      ``Var(W)`` over all of the layer's weights
+act_var         ``Var(a)`` of the layer's output over the probe batch, by depth
+dead_fraction   for element-wise activation layers: the fraction of units (last axis) whose
+                output is 0 for every probe example (and position): dead ReLUs
+==============  ==========================================================================
+
+W is a layer's weights: its parameter leaves not named like a bias or a normalization parameter
+(`fnn.losses.NOT_DECAYED`); layers without weights get no parameter statistics. A *layer* is a
+top-level key of ``params``; for a `serial` model (``model.layers``) these are its children, in
+order, and the activation statistics apply them one by one. A child that is itself a
+combinator counts as one layer (its output is what is measured). Other models get the parameter
+statistics only.
+
+The update ratio uses the update the optimizer would make from its current state (momentum,
+Adam moments, schedule) for the probe gradient and loss, computed and not applied. Unlike the change in
+the parameters over an epoch, it is a per-step quantity whatever the number of steps per epoch,
+and it is defined at the first call.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import losses
+from fnn.core import Layer
+from fnn.data._checks import check_int
+from fnn.optim import Optimizer, apply_updates
+
+STATS = ("grad_norm", "update_ratio", "weight_var", "act_var", "dead_fraction")
+
+Stats = Dict[str, Dict[str, Any]]  # layer name -> statistic name -> value
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def layer_outputs(model: Layer, params, state, inputs) -> Dict[str, jax.Array]:
+    """Each child's output of a serial model, in order and in eval mode: ``{name: a}``.
+
+    The last value is the model's output. Raises a ValueError for a model without children.
+    """
+    if not model.layers:
+        raise ValueError(f"layer_outputs: needs a serial model, whose `layers` lists its "
+                         f"children; {model.name} has none.")
+    outputs, x = {}, inputs
+    for name, layer in model.layers:
+        x, _ = layer.apply(params[name], state[name], x, train=False)
+        outputs[name] = x
+    return outputs
+
+
+def _weights(tree, like) -> List[jax.Array]:
+    """The leaves of ``tree`` at the weight positions of ``like`` (a tree of the same shape)."""
+    keep = jax.tree_util.tree_leaves(losses.weights_mask(like))
+    return [leaf for leaf, k in zip(jax.tree_util.tree_leaves(tree), keep) if k]
+
+
+def _norm(leaves) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+def _is_elementwise(layer_params, x, a) -> bool:
+    """A parameter-free layer that keeps the shape: an activation (decided at trace time)."""
+    return not jax.tree_util.tree_leaves(layer_params) and getattr(x, "shape", None) == a.shape
+
+
+def layer_stats(model: Layer, params, state, probe, *, loss,
+                optimizer: Optional[Optimizer] = None, opt_state=None) -> Stats:
+    """The statistics of the module docstring for every layer: ``{layer: {stat: scalar}}``.
+
+    ``probe`` is an ``(inputs, targets)`` pair; ``loss`` a name or a ``loss(outputs, targets) ->
+    (batch,)`` function. ``update_ratio`` needs ``optimizer`` (its state defaults to
+    ``optimizer.init(params)``). Pure and jit-able; layers come in depth order when called
+    eagerly (`jax.jit` sorts dict keys, see `Monitor`).
+    """
+    inputs, targets = probe
+    loss_fn = losses.get(loss)
+
+    def objective(p):
+        if model.layers:
+            outputs = layer_outputs(model, p, state, inputs)
+            y = outputs[model.layers[-1][0]]
+        else:
+            outputs, (y, _) = {}, model.apply(p, state, inputs, train=False)
+        return jnp.mean(loss_fn(y, targets)), outputs
+
+    (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates = None
+    if optimizer is not None:
+        opt_state = optimizer.init(params) if opt_state is None else opt_state
+        updates, _ = optimizer.update(grads, opt_state, params, loss=value)
+
+    group = (lambda tree: tree) if isinstance(params, dict) else (lambda tree: {"params": tree})
+    stats, x = {}, inputs
+    for name in _layer_names(model, params):
+        own, s = group(params)[name], {}  # the layer's own params
+        weights = _weights(own, own)
+        if weights:
+            s["grad_norm"] = _norm(_weights(group(grads)[name], own))
+            if updates is not None:
+                s["update_ratio"] = _norm(_weights(group(updates)[name], own)) / _norm(weights)
+            s["weight_var"] = jnp.var(jnp.concatenate([w.ravel() for w in weights]))
+        a = outputs.get(name)
+        if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating):  # not a tuple
+            s["act_var"] = jnp.var(a)
+            if _is_elementwise(own, x, a):
+                dead = jnp.all(a == 0, axis=tuple(range(a.ndim - 1)))
+                s["dead_fraction"] = jnp.mean(dead.astype(jnp.float32))
+        x = outputs.get(name, x)
+        if s:
+            stats[name] = s
+    return stats
+
+
+def _layer_names(model: Layer, params) -> List[str]:
+    """Layers in depth order: a serial model's children, else the top-level params keys."""
+    if model.layers:
+        return [name for name, _ in model.layers]
+    return list(params) if isinstance(params, dict) else ["params"]
+
+
+def diagnose(stats: Stats, *, ratio_range: Sequence[float] = (1e-4, 1e-2),
+             max_dead: float = 0.5, min_grad_norm: float = 1e-7,
+             max_act_var_change: float = 100.0) -> List[str]:
+    """The problems the course's checklist would flag in one record of `layer_stats`, in words.
+
+    Flags non-finite statistics, ``update_ratio`` outside ``ratio_range``, ``grad_norm`` below
+    ``min_grad_norm``, ``dead_fraction`` above ``max_dead``, and an activation variance that
+    grows or shrinks by more than ``max_act_var_change`` from the first activation layer to the
+    last (vanishing or exploding activations). Weight variance is not flagged: it scales with
+    1/fan-in by design.
+    """
+    low, high = ratio_range
+    problems = []
+    for layer, s in stats.items():
+        bad = [f"{stat} is {float(v)}" for stat, v in s.items() if not np.isfinite(v)]
+        if bad:
+            problems.append(f"{layer}: {', '.join(bad)}: training diverged? Lower the learning "
+                            "rate, check the inputs are scaled.")
+            continue
+        ratio, grad, dead = s.get("update_ratio"), s.get("grad_norm"), s.get("dead_fraction")
+        if ratio is not None and ratio < low:
+            problems.append(f"{layer}: update/weight ratio {ratio:.1e} < {low:.0e}: "
+                            "learning rate too low?")
+        if ratio is not None and ratio > high:
+            problems.append(f"{layer}: update/weight ratio {ratio:.1e} > {high:.0e}: "
+                            "learning rate too high?")
+        if grad is not None and grad < min_grad_norm:
+            problems.append(f"{layer}: gradient norm {grad:.1e} ≈ 0: the layer has stopped "
+                            "learning (vanishing gradients or dead units?)")
+        if dead is not None and dead > max_dead:
+            problems.append(f"{layer}: {dead:.0%} of its units are dead (0 on every probe "
+                            "example): lower the learning rate, try He initialization or "
+                            "LeakyReLU?")
+    variances = [(layer, s["act_var"]) for layer, s in stats.items()
+                 if "dead_fraction" in s and np.isfinite(s["act_var"])]
+    if len(variances) >= 2:
+        (first, v0), (last, v1) = variances[0], variances[-1]
+        if v0 > 0 and v1 > 0 and max(v1 / v0, v0 / v1) > max_act_var_change:
+            trend = "grows" if v1 > v0 else "shrinks"
+            problems.append(f"activation variance {trend} from {v0:.1e} ({first}) to {v1:.1e} "
+                            f"({last}): exploding or vanishing activations; check the "
+                            "initialization or add normalization.")
+    return problems
+
+
+# ----------------------------------------------------------------------------- the monitor
+
+class Monitor:
+    """A `fit` hook recording `layer_stats` on a fixed probe batch every ``every`` epochs.
+
+    ``hooks=[monitor]``; it never stops training. Give it the optimizer given to `fit` (whose
+    state it reads) for the update ratio. Records are plain Python floats:
+    ``monitor.records[i]`` is ``{layer: {stat: value}}`` after epoch ``monitor.epochs[i]``
+    (counted from 1, as positions in fit's history); ``monitor.history`` regroups them for
+    plotting. `record` can also be called by hand, e.g. before training (``epoch=0``).
+    """
+
+    def __init__(self, model: Layer, loss, probe, optimizer: Optional[Optimizer] = None, *,
+                 every: int = 1):
+        if not isinstance(probe, (tuple, list)) or len(probe) != 2:
+            raise ValueError(f"Monitor: `probe` must be an (inputs, targets) pair of arrays; "
+                             f"got {type(probe).__name__}.")
+        if len(probe[0]) != len(probe[1]):
+            raise ValueError(f"Monitor: `probe` has {len(probe[0])} inputs but {len(probe[1])} "
+                             "targets.")
+        self.model, self.every = model, check_int("Monitor", "every", every)
+        self.probe = (jnp.asarray(probe[0]), jnp.asarray(probe[1]))
+        self._stats = jax.jit(partial(layer_stats, model, loss=loss, optimizer=optimizer))
+        self.epochs: List[int] = []
+        self.records: List[Stats] = []
+
+    def __call__(self, epoch: int, logs, train_state) -> None:
+        """The hook: record after every ``every``-th epoch (``epoch`` counted from 0)."""
+        if (epoch + 1) % self.every == 0:
+            self.record(train_state.params, train_state.state, train_state.opt_state,
+                        epoch=epoch + 1)
+
+    def record(self, params, state, opt_state=None, *, epoch: int) -> Stats:
+        """Compute, append and return the statistics for these parameters."""
+        stats = jax.device_get(self._stats(params, state, self.probe, opt_state=opt_state))
+        names = _layer_names(self.model, params)
+        ordered = {name: {k: float(stats[name][k]) for k in STATS if k in stats[name]}
+                   for name in names if name in stats}
+        self.epochs.append(int(epoch))
+        self.records.append(ordered)
+        return ordered
+
+    @property
+    def history(self) -> Dict[str, Any]:
+        """``{"epoch": [e, ...], stat: {layer: [value per record]}}``, for `plot_monitor`."""
+        history: Dict[str, Any] = {"epoch": list(self.epochs)}
+        for record in self.records:
+            for layer, s in record.items():
+                for stat, value in s.items():
+                    history.setdefault(stat, {}).setdefault(layer, []).append(value)
+        return history
+
+    def warnings(self, **limits) -> List[str]:
+        """`diagnose` on the latest record (``limits`` as in `diagnose`); [] before any record."""
+        return diagnose(self.records[-1], **limits) if self.records else []
+
+    def plot(self, path, title: str = "") -> Path:
+        """Each statistic over training, one line per layer, as a PNG (needs matplotlib)."""
+        from fnn.plots import plot_monitor
+
+        return plot_monitor(self.history, path, title=title)
+
+
+# ----------------------------------------------------------------------------- overfit check
+
+class OverfitReport(NamedTuple):
+    """The outcome of `overfit_check`: the loss before and after, and the whole curve."""
+
+    initial_loss: float
+    final_loss: float
+    passed: bool
+    losses: List[float]  # the loss before each step, then after the last: steps + 1 values
+    n: int
+    steps: int
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        text = (f"overfit check {verdict}: loss {self.initial_loss:.4g} -> {self.final_loss:.4g} "
+                f"in {self.steps} steps on {self.n} examples")
+        if not self.passed:
+            text += (". A network should memorize a few examples; check the gradients, the "
+                     "learning rate and that the loss matches the outputs and targets.")
+        return text
+
+
+def overfit_check(model: Layer, params, state, data, *, loss, optimizer: Optimizer, key,
+                  n: int = 50, steps: int = 200, target_fraction: float = 0.1,
+                  target_loss: float = 1e-3) -> OverfitReport:
+    """Can the network memorize ``n`` examples? The course's first debugging step.
+
+    Takes ``n`` examples of ``data = (inputs, targets)`` at random (with ``key``) and runs
+    ``steps`` full-batch optimizer steps on their mean loss with regularization off: no penalty,
+    and the model in eval mode (``train=False``: no dropout; pass an optimizer without weight
+    decay). Passes when the final loss is below ``target_fraction`` of the initial one or below
+    ``target_loss`` (for a loss that starts near 0). The trained parameters are discarded.
+    """
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"overfit_check: `data` must be an (inputs, targets) pair of arrays; "
+                         f"got {type(data).__name__}.")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    n = min(check_int("overfit_check", "n", n), len(x))
+    steps = check_int("overfit_check", "steps", steps)
+    pick = np.asarray(jax.random.permutation(key, len(x))[:n])
+    loss_fn = losses.get(loss)
+
+    def objective(p, xb, yb):
+        return jnp.mean(loss_fn(model.apply(p, state, xb, train=False)[0], yb))
+
+    @jax.jit
+    def run(p, xb, yb):
+        def step(carry, _):
+            p, opt_state = carry
+            value, grads = jax.value_and_grad(objective)(p, xb, yb)
+            updates, opt_state = optimizer.update(grads, opt_state, p, loss=value)
+            return (apply_updates(p, updates), opt_state), value
+
+        (p, _), values = jax.lax.scan(step, (p, optimizer.init(p)), None, length=steps)
+        return jnp.concatenate([values, objective(p, xb, yb)[None]])
+
+    curve = [float(v) for v in run(params, jnp.asarray(x[pick]), jnp.asarray(y[pick]))]
+    initial, final = curve[0], curve[-1]
+    passed = bool(final <= target_fraction * initial or final <= target_loss)
+    return OverfitReport(initial, final, passed, curve, n, steps)
+
+
+__all__ = ["STATS", "layer_outputs", "layer_stats", "diagnose", "Monitor", "OverfitReport",
+           "overfit_check"]

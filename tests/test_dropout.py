@@ -1,0 +1,225 @@
+"""Dropout and DropConnect: masks from the key only, expected outputs preserved, exact eval modes.
+
+Statistical checks average over many masks, drawn for many copies of X in one batch (masks are
+independent per entry) or, for a mask shared by the batch, for many keys; tolerances are 5
+standard errors.
+"""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn.core import LayerError
+from fnn.layers import Dense, DropConnect, Dropout, serial
+
+KEY = jax.random.PRNGKey(0)
+X = jax.random.normal(jax.random.PRNGKey(1), (4, 6))
+N = 5000  # copies of X, or keys
+COPIES = jnp.tile(X, (N, 1))  # (N·4, 6)
+KEYS = jax.random.split(jax.random.PRNGKey(2), N)
+
+
+def build(layer, shape=X.shape):
+    _, params, state = layer.init(KEY, shape)
+    return params, state
+
+
+def mean_train_output(layer, params, state, over="copies"):
+    """The train-mode output on X averaged over N draws of the mask: of copies of X or of keys."""
+    if over == "keys":
+        apply = jax.vmap(lambda k: layer.apply(params, state, X, key=k, train=True)[0])
+        return jax.jit(apply)(KEYS).mean(axis=0)
+    y, _ = layer.apply(params, state, COPIES, key=KEY, train=True)
+    return y.reshape(N, *X.shape[:-1], y.shape[-1]).mean(axis=0)
+
+
+# --- Dropout ----------------------------------------------------------------------------------
+
+def test_same_key_same_mask_other_key_other_mask():
+    layer = Dropout(0.5)
+    y1, _ = layer.apply({}, {}, X, key=KEY, train=True)
+    y2, _ = layer.apply({}, {}, X, key=KEY, train=True)
+    y3, _ = layer.apply({}, {}, X, key=jax.random.PRNGKey(5), train=True)
+    chex.assert_trees_all_equal(y1, y2)
+    assert not np.array_equal(y1 == 0, y3 == 0)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
+def test_fraction_dropped_is_the_rate(rate):
+    y, _ = Dropout(rate).apply({}, {}, jnp.ones_like(COPIES), key=KEY, train=True)
+    n, dropped = y.size, float(jnp.mean(y == 0))
+    assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / n)
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-6)  # kept units: x / (1 − p)
+
+
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_expected_train_output_is_the_eval_output(mode):
+    rate = 0.3
+    layer = Dropout(rate, mode=mode)
+    y_eval, _ = layer.apply({}, {}, X)  # no key needed in eval mode
+    expected = X if mode == "inverted" else (1 - rate) * X
+    chex.assert_trees_all_close(y_eval, expected, rtol=1e-6)
+    mean = mean_train_output(layer, {}, {})
+    spread = jnp.abs(X) * np.sqrt(rate * (1 - rate)) / (1 - rate if mode == "inverted" else 1)
+    assert jnp.all(jnp.abs(mean - y_eval) < 5 * spread / np.sqrt(N) + 1e-6)
+
+
+def test_eval_mode_is_exact_and_ignores_the_key():
+    layer = Dropout(0.5)
+    assert layer.apply({}, {}, X)[0] is X
+    chex.assert_trees_all_equal(layer.apply({}, {}, X, key=KEY)[0], X)
+
+
+def test_rate_zero_is_the_identity_and_needs_no_key():
+    for mode in ["inverted", "classic"]:
+        y, _ = Dropout(0.0, mode=mode).apply({}, {}, X, train=True)
+        chex.assert_trees_all_equal(y, X)
+
+
+@pytest.mark.parametrize("mode,scale", [("inverted", 1 / (1 - 0.4)), ("classic", 1.0)])
+def test_gradients_flow_only_through_kept_units(mode, scale):
+    layer = Dropout(0.4, mode=mode)
+    y, _ = layer.apply({}, {}, X, key=KEY, train=True)
+    grad = jax.grad(lambda x: layer.apply({}, {}, x, key=KEY, train=True)[0].sum())(X)
+    kept = y != 0
+    assert 0 < kept.sum() < kept.size
+    np.testing.assert_allclose(grad, np.where(kept, scale, 0.0), rtol=1e-6)
+
+
+def test_jit_with_static_train_matches_eager():
+    layer = Dropout(0.5)
+    apply = jax.jit(layer.apply, static_argnames="train")
+    for train in [False, True]:
+        chex.assert_trees_all_close(apply({}, {}, X, key=KEY, train=train),
+                                    layer.apply({}, {}, X, key=KEY, train=train))
+
+
+def test_dtype_preserved(x64):
+    for dtype in [jnp.float32, jnp.float64, jnp.bfloat16]:
+        x = jax.ShapeDtypeStruct(X.shape, dtype)
+        for mode in ["inverted", "classic"]:
+            for train in [False, True]:
+                layer = Dropout(0.3, mode=mode)
+                y = jax.eval_shape(lambda x: layer.apply({}, {}, x, key=KEY, train=train)[0], x)
+                assert y.dtype == dtype
+
+
+def test_broadcast_axes_share_the_mask():
+    x = jnp.ones((8, 5, 6))  # (batch, time, features): the same features dropped at every step
+    y, _ = Dropout(0.5, broadcast_axes=(1,)).apply({}, {}, x, key=KEY, train=True)
+    chex.assert_trees_all_equal(y, jnp.broadcast_to(y[:, :1], y.shape))
+    assert not jnp.all(y[:, 0] == y[:1, 0])  # but not across examples
+    _, _, _ = Dropout(0.5, broadcast_axes=(-2,)).init(KEY, (None, 5, 6))
+
+
+def test_inside_a_model_children_get_their_own_keys():
+    model = serial(Dropout(0.5), Dropout(0.5))
+    y, _ = model.apply({"dropout_0": {}, "dropout_1": {}}, {"dropout_0": {}, "dropout_1": {}},
+                       jnp.ones_like(COPIES), key=KEY, train=True)
+    # independent masks drop 1 − (1/2)² = 3/4; one mask used twice would drop 1/2
+    assert abs(float(jnp.mean(y == 0)) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / y.size)
+
+
+def test_missing_key_in_train_mode():
+    model = serial(Dense(3), Dropout(0.5))
+    params, state = build(model)
+    with pytest.raises(LayerError, match=r"Dropout\(0\.5\) in `dropout_0` needs a key in train "
+                                         r"mode: pass `key=` to apply"):
+        model.apply(params, state, X, train=True)
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5, True, "0.5", None])
+def test_invalid_rate(rate):
+    with pytest.raises(ValueError, match=r"Dropout: `drop_rate` is the probability of dropping "
+                                         r"and must be in \[0, 1\); got"):
+        Dropout(rate)
+
+
+def test_invalid_mode_and_axes():
+    with pytest.raises(ValueError, match=r"Dropout: `mode` must be one of \('inverted', "
+                                         r"'classic'\); got 'keep'"):
+        Dropout(0.5, mode="keep")
+    with pytest.raises(ValueError, match=r"`broadcast_axes` must be integers"):
+        Dropout(0.5, broadcast_axes=(1.0,))
+    with pytest.raises(LayerError, match=r"shares its mask along axis 2, which inputs of shape "
+                                         r"\(batch, 6\) do not have"):
+        Dropout(0.5, broadcast_axes=(2,)).init(KEY, (None, 6))
+
+
+# --- DropConnect ------------------------------------------------------------------------------
+
+def test_dropconnect_eval_is_dense():
+    layer, dense = DropConnect(3, 0.5), Dense(3)
+    params, state = build(layer)
+    chex.assert_trees_all_equal(params, build(dense)[0])  # same names, same initialization
+    chex.assert_trees_all_equal(layer.apply(params, state, X)[0],
+                                dense.apply(params, state, X)[0])
+    chex.assert_trees_all_equal(DropConnect(3, 0.0).apply(params, state, X, train=True)[0],
+                                dense.apply(params, state, X)[0])
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_dropconnect_expected_train_output_is_eval(per_example):
+    rate = 0.5
+    layer = DropConnect(3, rate, per_example=per_example)
+    params, state = build(layer)
+    y_eval, _ = layer.apply(params, state, X)
+    mean = mean_train_output(layer, params, state, over="copies" if per_example else "keys")
+    # Var z_j = Σ_i x_i² w_ij² p / (1 − p) for inverted scaling
+    std = jnp.sqrt((X ** 2) @ (params["w"] ** 2) * rate / (1 - rate))
+    assert jnp.all(jnp.abs(mean - y_eval) < 5 * std / np.sqrt(N) + 1e-6)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_dropconnect_drops_weights_not_units(per_example):
+    """On the basis vectors x = e_i, z − b reads off the masked weights W ⊙ M / (1 − p)."""
+    rate, n_in = 0.5, 6
+    layer = DropConnect(3, rate, per_example=per_example)
+    params, state = build(layer)
+    x = jnp.tile(jnp.eye(n_in), (2, 1))  # every basis vector twice
+    z, _ = layer.apply(params, state, x, key=KEY, train=True)
+    masked = (z - params["b"][None]).reshape(2, n_in, 3)  # one (n_in, units) read-out per copy
+    w = params["w"][None]
+    assert jnp.all(jnp.isclose(masked, 0) | jnp.isclose(masked, w / (1 - rate)))
+    assert 0 < jnp.sum(masked == 0) < masked.size  # single weights dropped, not whole units
+    assert jnp.array_equal(masked[0], masked[1]) != per_example  # one mask per batch or example
+
+
+def test_dropconnect_gradients_reach_only_kept_weights():
+    layer = DropConnect(3, 0.5)
+    params, state = build(layer)
+    x = jnp.eye(6)
+    grads = jax.grad(lambda p: layer.apply(p, state, x, key=KEY, train=True)[0].sum())(params)
+    z, _ = layer.apply(params, state, x, key=KEY, train=True)
+    kept = (z - params["b"][None]) != 0  # row i of z − b is row i of the masked weights
+    np.testing.assert_allclose(grads["w"], np.where(kept, 2.0, 0.0), rtol=1e-6)
+    np.testing.assert_allclose(grads["b"], np.full(3, 6.0))  # biases are never dropped
+
+
+def test_dropconnect_jit_and_options():
+    layer = DropConnect(3, 0.5, use_bias=False, w_init="he_normal")
+    params, state = build(layer, (None, 4, 6))  # on sequences too, as Dense
+    assert set(params) == {"w"}
+    apply = jax.jit(layer.apply, static_argnames="train")
+    x = jnp.ones((2, 4, 6))
+    chex.assert_trees_all_close(apply(params, state, x, key=KEY, train=True),
+                                layer.apply(params, state, x, key=KEY, train=True))
+
+
+def test_dropconnect_errors_name_the_layer():
+    layer = DropConnect(3, 0.5)
+    params, state = build(layer)
+    with pytest.raises(LayerError, match=r"DropConnect\(3, 0\.5\) expects inputs of shape "
+                                         r"\(batch, 6\); got \(4, 5\)"):
+        layer.apply(params, state, jnp.ones((4, 5)), key=KEY, train=True)
+    with pytest.raises(LayerError, match=r"DropConnect\(3, 0\.5\) expects inputs of shape "
+                                         r"\(batch, features\); got \(6,\)"):
+        layer.init(KEY, (6,))
+    with pytest.raises(LayerError, match=r"DropConnect\(3, 0\.5\) needs a key in train mode"):
+        layer.apply(params, state, X, train=True)
+    with pytest.raises(ValueError, match=r"DropConnect\(0, 0\.5\): `units` must be a positive"):
+        DropConnect(0, 0.5)
+    with pytest.raises(ValueError, match=r"DropConnect: `drop_rate` is the probability of "
+                                         r"dropping and must be in \[0, 1\); got 1"):
+        DropConnect(3, 1)
