@@ -9,9 +9,9 @@ Loading, splitting and batching work on host NumPy arrays; scaling and codings a
     x_tr, x_va = rescale(x_tr, stats), rescale(x_va, stats)
     for xb, yb in batches((x_tr, y_tr), 128, key=fold_in(key, epoch)): ...
 """
-from fnn.data import coding, idx, mnist, scaling, splits, synthetic
-from fnn.data import augment
-from fnn.data.coding import decode_one_hot, decode_thermometer, one_hot, thermometer
+from fnn.data import augment, coding, idx, mnist, scaling, splits, synthetic
+from fnn.data.coding import (binary_code, decode_binary_code, decode_one_hot, decode_thermometer,
+                             num_bits, one_hot, thermometer)
 from fnn.data.idx import CorruptFileError, decode_idx, encode_idx, read_idx
 from fnn.data.mnist import as_float, load_mnist
 from fnn.data.scaling import (Affine, Scaler, fit_mean_norm, fit_minmax, fit_standardize,
@@ -20,8 +20,9 @@ from fnn.data.splits import batches, split, split_indices
 from fnn.data.synthetic import circles, gaussians, spiral, xor
 
 __all__ = [
-    "coding", "idx", "mnist", "scaling", "splits", "synthetic",
-    "one_hot", "decode_one_hot", "thermometer", "decode_thermometer",
+    "augment", "coding", "idx", "mnist", "scaling", "splits", "synthetic",
+    "one_hot", "decode_one_hot", "thermometer", "decode_thermometer", "binary_code",
+    "decode_binary_code", "num_bits",
     "read_idx", "decode_idx", "encode_idx", "CorruptFileError",
     "load_mnist", "as_float",
     "Affine", "Scaler", "fit_minmax", "fit_mean_norm", "fit_standardize", "rescale", "unscale",
@@ -29,4 +30,3 @@ __all__ = [
     "split_indices", "split", "batches",
     "spiral", "circles", "xor", "gaussians",
 ]
-__all__ += ["augment"]

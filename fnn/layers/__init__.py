@@ -7,8 +7,7 @@ from fnn.layers.dense import Dense, Flatten, Maxout
 from fnn.layers.dropout import DropConnect, Dropout
 
 __all__ = [
-    "Activation", "Add", "Arctan", "BinaryStep", "Concatenate", "Dense", "ELU", "Flatten",
-    "Identity", "Lambda", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU", "Sigmoid",
-    "Softmax", "Softplus", "Tanh", "branch", "parallel", "residual", "serial",
+    "Activation", "Add", "Arctan", "BinaryStep", "Concatenate", "Dense", "DropConnect", "Dropout",
+    "ELU", "Flatten", "Identity", "Lambda", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU",
+    "Sigmoid", "Softmax", "Softplus", "Tanh", "branch", "parallel", "residual", "serial",
 ]
-__all__ += ["DropConnect", "Dropout"]
