@@ -1,4 +1,5 @@
-"""The command line: ``fnn run configs/NAME.toml`` (also ``python -m fnn run ...``)."""
+"""The command line: ``fnn run configs/NAME.toml`` trains and tests a config; ``fnn cv
+configs/NAME.toml --folds 5`` cross-validates it (also ``python -m fnn ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue from the run folder's checkpoint (needs --out)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cv = commands.add_parser("cv", help="k-fold cross-validation of a config on its training data")
+    cv.add_argument("config", help="path to a TOML config")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    cv.add_argument("--out", help="write the scores as JSON to this file")
     return parser
 
 
@@ -30,15 +35,28 @@ def run_command(args) -> None:
     run(config, out, resume=args.resume, progress=not args.no_progress)
 
 
+def cv_command(args) -> None:
+    """``fnn cv``: mean ± std of the test scores over k folds of the training data."""
+    config = config_lib.load(args.config)
+    from fnn.experiment import cross_validate_config, write_json
+
+    if args.folds < 2:
+        raise config_lib.ConfigError(f"--folds must be at least 2; got {args.folds}.")
+    result = cross_validate_config(config, args.folds)
+    print(f"{config.name}, {args.folds}-fold cross-validation: {result}")
+    if args.out:
+        write_json(args.out, result._asdict())
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.resume and not args.out:
+    if args.command == "run" and args.resume and not args.out:
         print("fnn run: --resume needs --out, the run folder to continue.", file=sys.stderr)
         return 2
     try:
-        run_command(args)
+        {"run": run_command, "cv": cv_command}[args.command](args)
     except config_lib.ConfigError as error:
-        print(f"fnn run: {error}", file=sys.stderr)
+        print(f"fnn {args.command}: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -21,6 +21,7 @@ from fnn import activations, init, losses, metrics, optim, plots
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, OptimizerConfig,
                         TrainConfig, to_dict)
 from fnn.data import augment, load_mnist, scaling, synthetic
+from fnn.evaluation import CrossValidation, cross_validate, kfold
 from fnn.models import mlp
 from fnn.train import EarlyStopping, evaluate, fit, predict
 
@@ -36,9 +37,9 @@ def _checked(key: str, resolve, value):
         raise ConfigError(f"config key `{key}`: {error}") from None
 
 
-def load_data(cfg: DataConfig, key) -> Dict[str, Split]:
-    """Train / validation / test splits as float32 inputs and int32 labels, scaled with
-    statistics fitted on the training split only."""
+def load_splits(cfg: DataConfig, key) -> Dict[str, Split]:
+    """The raw train / validation / test splits a config describes (validation only when
+    ``validation_size`` > 0)."""
     if cfg.dataset == "mnist":
         (x, y), test = load_mnist("train"), load_mnist("test")
     elif cfg.dataset in SYNTHETIC:
@@ -57,11 +58,21 @@ def load_data(cfg: DataConfig, key) -> Dict[str, Split]:
     splits = {"train": (x[order[n_val:]], y[order[n_val:]]), "test": test}
     if n_val:
         splits["validation"] = (x[order[:n_val]], y[order[:n_val]])
+    return splits
 
+
+def scale_splits(cfg: DataConfig, splits: Dict[str, Split]) -> Dict[str, Split]:
+    """Every split as float32 inputs and int32 labels, scaled with statistics fitted on the
+    ``"train"`` split only."""
     scaler = _checked("data.scaling", scaling.get, cfg.scaling)
     stats = scaler.fit(splits["train"][0], axis=0 if cfg.per_feature else None)
     return {name: (np.asarray(scaler.transform(xs, stats), np.float32), np.asarray(ys, np.int32))
             for name, (xs, ys) in splits.items()}
+
+
+def load_data(cfg: DataConfig, key) -> Dict[str, Split]:
+    """`load_splits`, then `scale_splits`."""
+    return scale_splits(cfg, load_splits(cfg, key))
 
 
 def _check_range(key: str, value, low, high=None, *, low_open=False):
@@ -151,6 +162,41 @@ def build(config: Config, num_classes: int):
     model = mlp([*m.hidden, num_classes], activation=m.activation, w_init=m.w_init,
                 dropout=m.dropout, input_dropout=m.input_dropout)
     return model, losses.get(config.train.loss), make_optimizer(config.optimizer)
+
+
+def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossValidation:
+    """Train and score the config's model on ``folds`` stratified folds of its training data
+    (the training and validation splits together); the test split is never touched.
+
+    Each fold scales with statistics of its own training part and trains for
+    ``train.epochs`` epochs; early stopping is off (it would need a third split).
+    """
+    check(config)
+    key = jax.random.PRNGKey(config.seed)
+    data_key, init_key, fit_key = jax.random.split(key, 3)
+    splits = load_splits(config.data, data_key)
+    pool = tuple(np.concatenate([splits[name][i] for name in ("train", "validation")
+                                 if name in splits]) for i in (0, 1))
+    num_classes = int(max(int(y.max()) for _, y in splits.values())) + 1
+    model, loss, optimizer = build(config, num_classes)
+
+    def train_and_score(train, test):
+        scaled = scale_splits(config.data, {"train": train, "test": test})
+        x_train = scaled["train"][0]
+        _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
+        result = fit(model, params, state, scaled["train"], loss=loss, optimizer=optimizer,
+                     key=fit_key, epochs=config.train.epochs,
+                     batch_size=config.train.batch_size or None,
+                     penalty=make_penalty(config.train, len(x_train)),
+                     augment=make_augment(config.augment), progress=False)
+        scores = evaluate(model, result.params, result.state, scaled["test"], loss=loss)
+        log("fold: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        return scores
+
+    stratify = np.asarray(pool[1])
+    return cross_validate(train_and_score, pool,
+                          kfold(jax.random.fold_in(data_key, 2), len(stratify), folds,
+                                stratify=stratify))
 
 
 def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,

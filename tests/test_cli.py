@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fnn.cli import main
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml"
@@ -55,3 +57,17 @@ def test_python_dash_m_fnn_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "fnn", "run", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "--resume" in done.stdout
+
+
+def test_cv_scores_every_fold_and_writes_them(tmp_path, capsys):
+    out = tmp_path / "cv.json"
+    assert main(["cv", str(_short_quickstart(tmp_path, 2)), "--folds", "3", "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert len(scores["scores"]["accuracy"]) == 3
+    assert scores["mean"]["accuracy"] == pytest.approx(sum(scores["scores"]["accuracy"]) / 3)
+    assert "3-fold cross-validation: accuracy" in capsys.readouterr().out
+
+
+def test_cv_needs_two_folds(tmp_path, capsys):
+    assert main(["cv", str(_short_quickstart(tmp_path, 2)), "--folds", "1"]) == 2
+    assert "--folds must be at least 2; got 1" in capsys.readouterr().err
