@@ -239,12 +239,29 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=0.5)
 
 
+def _train_epoch(step, train_state, data, batch_size: int, epoch_key, bar):
+    """One pass over ``data`` in shuffled, padded batches: ``(*new train state, mean metrics)``."""
+    params, state, opt_state = train_state
+    x, y = data
+    mean = _Mean()
+    for i, (idx, mask) in enumerate(padded_batches(len(x), batch_size, epoch_key)):
+        params, state, opt_state, batch_metrics = step(
+            params, state, opt_state, Batch(x[idx], y[idx], mask), jax.random.fold_in(epoch_key, i))
+        mean.add(batch_metrics, mask.sum())
+        if bar is not None:
+            bar.update(1)
+            if i % 20 == 0:  # fetching the running means syncs with the device: not every step
+                bar.set_postfix({k: f"{v:.4f}" for k, v in mean.result().items()}, refresh=False)
+    return params, state, opt_state, mean.result()
+
+
 def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, key,
         epochs: int, batch_size: Optional[int] = 32, validation_data=None,
         early_stopping: Optional[EarlyStopping] = None, opt_state=None,
         metrics: Callable = classification_metrics, penalty: Optional[Callable] = None,
-        augment: Optional[Callable] = None, hooks: Sequence[Hook] = (), checkpoint_path: Optional[str] = None,
-        resume: bool = False, progress: bool = True, log: Callable = print) -> FitResult:
+        augment: Optional[Callable] = None, hooks: Sequence[Hook] = (),
+        checkpoint_path: Optional[str] = None, resume: bool = False, progress: bool = True,
+        log: Callable = print) -> FitResult:
     """Train for ``epochs`` epochs of shuffled mini-batches; returns a `FitResult`.
 
     ``batch_size``: 1 is online learning, ``None`` full-batch. Epoch ``e`` shuffles with
@@ -282,17 +299,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         epoch_key = jax.random.fold_in(key, epoch)
         if bar is not None:
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
-        mean = _Mean()
-        for i, (idx, mask) in enumerate(padded_batches(len(x), size, epoch_key)):
-            params, state, opt_state, batch_metrics = step(
-                params, state, opt_state, Batch(x[idx], y[idx], mask),
-                jax.random.fold_in(epoch_key, i))
-            mean.add(batch_metrics, mask.sum())
-            if bar is not None:
-                bar.update(1)
-                if i % 20 == 0 or i == batches_per_epoch - 1:
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in mean.result().items()}, refresh=False)
-        logs = mean.result()
+        params, state, opt_state, logs = _train_epoch(step, (params, state, opt_state), (x, y),
+                                                      size, epoch_key, bar)
         if val is not None:
             val_logs = evaluate(model, params, state, val, loss=loss, batch_size=max(size, 256),
                                 eval_step=eval_step)
