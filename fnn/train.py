@@ -268,7 +268,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     ``fold_in(key, e)`` and batch ``i`` gets the step key ``fold_in(fold_in(key, e), i)``, so a run
     resumed from ``checkpoint_path`` (saved after every epoch, atomically) matches an
     uninterrupted one. Each hook is called as ``hook(epoch, logs, train_state)`` after every
-    epoch; a hook returning True stops training. ``penalty(params)`` is added to the loss
+    epoch; a hook returning ``True`` (exactly: not merely a truthy value) stops training. ``penalty(params)`` is added to the loss
     (e.g. an L2 term) and ``augment(key, inputs)`` transforms each training batch.
     """
     x, y = _as_numpy_pair(train_data, "train_data")
@@ -319,7 +319,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
             es, stopped = early_stopping_update(early_stopping, es, logs[early_stopping.monitor],
                                                 epoch, params, state)
         train_state = TrainState(params, state, opt_state)
-        stopped = any([bool(hook(epoch, logs, train_state)) for hook in hooks]) or stopped
+        stopped = any([hook(epoch, logs, train_state) is True for hook in hooks]) or stopped
         if checkpoint_path:
             checkpoint.save(checkpoint_path, {
                 "params": params, "state": state, "opt_state": opt_state, "key": key,

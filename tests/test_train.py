@@ -237,3 +237,9 @@ def test_penalty_is_added_to_the_objective():
     np.testing.assert_allclose(np.asarray(a["dense_0"]["w"] - b["dense_0"]["w"]),
                                0.5 * np.asarray(params["dense_0"]["w"]), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(a["dense_0"]["b"]), np.asarray(b["dense_0"]["b"]))
+
+
+def test_only_an_explicit_true_from_a_hook_stops_training():
+    x, y = _classification_data(n=40)
+    result = _fit((x, y), epochs=3, hooks=[lambda epoch, logs, ts: 1])  # e.g. tqdm.update's value
+    assert not result.stopped_early and len(result.history["loss"]) == 3
