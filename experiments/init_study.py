@@ -42,7 +42,7 @@ from fnn.experiment import run_folder, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.models import mlp
 from fnn.optim import sgd
-from fnn.train import Batch, evaluate, make_train_step, padded_batches
+from fnn.train import Batch, evaluate, make_train_step, padded_batches, progress_bar
 
 try:
     import tomllib
@@ -328,7 +328,7 @@ def run(cfg: InitStudyConfig, out, *, data=None, progress: bool = True, log=prin
     m, t = cfg.model, cfg.train
     grid = [(a, i) for a in m.activations for i in m.inits]
     steps_per_run = t.epochs * math.ceil(len(x_train) / min(t.batch_size, len(x_train)))
-    bar = _progress_bar(len(grid) * steps_per_run, progress)
+    bar = progress_bar(len(grid) * steps_per_run, enabled=progress, unit="step")
     log(f"{cfg.name}: {len(grid)} runs of a {m.depth}x{m.width} MLP, {len(x_train)} training "
         f"images x {t.epochs} epochs, {len(data['test'][0])} test images -> {out}")
     started = time.perf_counter()
@@ -425,16 +425,6 @@ def format_summary(rows) -> str:
                      f"{g(r['grad_w_variance_last_hidden']):>9} "
                      f"{'nan' if loss is None else f'{loss:.3f}':>7} {r['test_accuracy']:>8.4f}")
     return "\n".join(lines)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the progress bar is an optional extra
-        return None
-    return tqdm(total=total, dynamic_ncols=True, mininterval=0.5, unit="step")
 
 
 # ----------------------------------------------------------------------------- plots

@@ -112,8 +112,8 @@ def _convert(value: Any, tp, key: str):
     origin = typing.get_origin(tp)
     if origin is typing.Union:
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(options) == 1:  # Optional[X]
-            return _convert(value, options[0], key)
+        if len(options) == 1:  # Optional[X]: None (from to_dict; TOML has no null) or an X
+            return None if value is None else _convert(value, options[0], key)
         if type(value) in options:  # a union of scalars: the exact type must be one of them
             return value
         raise ConfigError(f"config key `{key}` must be {_type_name(tp)}; "
@@ -151,10 +151,16 @@ def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
     if unknown and not extra_field:
         raise ConfigError(f"unknown config key `{prefix}{unknown[0]}`; "
                           f"expected one of: {', '.join(prefix + k for k in fields)}.")
+    missing = [k for k, f in fields.items() if k not in raw and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config key `{prefix}{missing[0]}` is required; it has no default.")
     values = {k: _convert(v, hints[k], prefix + k) for k, v in raw.items() if k in fields}
-    if extra_field:  # an open table: the keys the schema does not name go into one field
+    if extra_field:  # an open table: the keys the schema does not name go into one field,
+        # added to that field's own entries when it is given too (so to_dict's output round-trips)
         item = typing.get_args(hints[extra_field])[1]
-        values[extra_field] = {k: _convert(raw[k], item, prefix + k) for k in unknown}
+        extra = {k: _convert(raw[k], item, prefix + k) for k in unknown}
+        values[extra_field] = {**values.get(extra_field, {}), **extra}
     return schema(**values)
 
 

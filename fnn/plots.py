@@ -52,6 +52,16 @@ def save(fig, path) -> Path:
     return path
 
 
+def layer_colors(names: Sequence[str]) -> dict:
+    """A distinct colour per name: the default cycle for up to 10, else evenly spaced on a
+    colormap, so no two layers share a colour."""
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    from matplotlib import colormaps
+    cmap = colormaps["turbo"]
+    return {name: cmap(i / (len(names) - 1)) for i, name in enumerate(names)}
+
+
 def plot_confusion_matrix(cm, path, class_names: Optional[Sequence[str]] = None,
                           normalize: bool = False, title: str = "") -> Path:
     """The ``(C, C)`` confusion matrix (rows: true class, columns: predicted) as a heat map.
@@ -157,9 +167,10 @@ def plot_monitor(history: Mapping[str, Any], path, title: str = "") -> Path:
     rows = math.ceil(len(stats) / columns)
     fig = figure("plot_monitor", figsize=(4.6 * columns, 3.4 * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    colors = layer_colors(layers)
     for ax, stat in zip(axes, stats):
         for layer, values in history[stat].items():
-            ax.plot(epochs, values, marker=".", label=layer, color=f"C{layers.index(layer) % 10}")
+            ax.plot(epochs, values, marker=".", label=layer, color=colors[layer])
         if stat == "update_ratio":
             ax.axhspan(*HEALTHY_UPDATE_RATIO, color="green", alpha=0.08)
             ax.axhline(1e-3, color="green", linestyle=":", linewidth=1)

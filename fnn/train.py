@@ -229,14 +229,16 @@ class FitResult(NamedTuple):
 Hook = Callable[[int, Dict[str, float], TrainState], Optional[bool]]
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "it"):
+    """A tqdm progress bar over ``total`` units, or None when disabled or tqdm (the optional
+    ``viz`` extra) is missing; callers skip their bar updates on None."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
-    except ImportError:  # the progress bar is an optional extra
+    except ImportError:
         return None
-    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5)
 
 
 def _train_epoch(step, train_state, data, batch_size: int, epoch_key, bar):
@@ -268,7 +270,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     ``fold_in(key, e)`` and batch ``i`` gets the step key ``fold_in(fold_in(key, e), i)``, so a run
     resumed from ``checkpoint_path`` (saved after every epoch, atomically) matches an
     uninterrupted one. Each hook is called as ``hook(epoch, logs, train_state)`` after every
-    epoch; a hook returning ``True`` (exactly: not merely a truthy value) stops training. ``penalty(params)`` is added to the loss
+    epoch; entries it adds to ``logs`` join the history, and returning ``True`` (exactly: not
+    merely a truthy value) stops training. ``penalty(params)`` is added to the loss
     (e.g. an L2 term) and ``augment(key, inputs)`` transforms each training batch.
     """
     x, y = _as_numpy_pair(train_data, "train_data")
@@ -294,7 +297,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
 
     batches_per_epoch = math.ceil(len(x) / size)
     remaining = 0 if stopped else max(epochs - first_epoch, 0)
-    bar = _progress(remaining * batches_per_epoch, "train", progress)
+    bar = progress_bar(remaining * batches_per_epoch, "train", progress, unit="batch")
     for epoch in range(first_epoch, first_epoch + remaining):
         epoch_key = jax.random.fold_in(key, epoch)
         if bar is not None:
@@ -305,7 +308,9 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
             val_logs = evaluate(model, params, state, val, loss=loss, batch_size=max(size, 256),
                                 eval_step=eval_step)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
-        for k, v in logs.items():
+        train_state = TrainState(params, state, opt_state)
+        stop_requested = any([hook(epoch, logs, train_state) is True for hook in hooks])
+        for k, v in logs.items():  # after the hooks, which may add entries of their own
             history.setdefault(k, []).append(v)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
@@ -318,8 +323,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
                                  f"which is not among the logged metrics {sorted(logs)}.")
             es, stopped = early_stopping_update(early_stopping, es, logs[early_stopping.monitor],
                                                 epoch, params, state)
-        train_state = TrainState(params, state, opt_state)
-        stopped = any([hook(epoch, logs, train_state) is True for hook in hooks]) or stopped
+        stopped = stopped or stop_requested
         if checkpoint_path:
             checkpoint.save(checkpoint_path, {
                 "params": params, "state": state, "opt_state": opt_state, "key": key,

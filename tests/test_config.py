@@ -94,3 +94,16 @@ def test_optimizer_options_reach_the_optimizer():
     for _ in range(2):  # classic momentum: v1 = η g, v2 = γ v1 + η g
         updates, state = opt.update({"w": jnp.ones(1)}, state, {"w": jnp.zeros(1)})
     assert float(updates["w"][0]) == pytest.approx(-(0.9 * 0.5 + 0.5))
+
+
+def test_a_required_key_is_named_and_to_dict_round_trips():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Case:
+        name: str
+
+    with pytest.raises(ConfigError, match="config key `name` is required"):
+        from_dict({}, Case)
+    config = from_dict({"optimizer": {"name": "sgd", "momentum": 0.9}})
+    assert from_dict(config_lib.to_dict(config)) == config  # early_stopping None included

@@ -243,3 +243,13 @@ def test_only_an_explicit_true_from_a_hook_stops_training():
     x, y = _classification_data(n=40)
     result = _fit((x, y), epochs=3, hooks=[lambda epoch, logs, ts: 1])  # e.g. tqdm.update's value
     assert not result.stopped_early and len(result.history["loss"]) == 3
+
+
+def test_entries_a_hook_adds_to_the_logs_join_the_history():
+    x, y = _classification_data(n=40)
+
+    def double_loss(epoch, logs, train_state):
+        logs["double_loss"] = 2 * logs["loss"]
+
+    result = _fit((x, y), epochs=2, hooks=[double_loss])
+    assert result.history["double_loss"] == [2 * v for v in result.history["loss"]]
