@@ -31,16 +31,12 @@ from typing import Dict, List
 import jax
 import numpy as np
 
-from fnn.config import Config, ConfigError, from_dict, to_dict
-from fnn.experiment import (build, check as check_run_config, load_data, make_augment,
-                            run_folder, write_json)
+from fnn.config import Config, ConfigError, load as load_toml, to_dict
+from fnn.experiment import (build, check as check_run_config, copy_config, load_data,
+                            make_augment, run_folder, write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 SETTINGS = ("plain", "augmented")
 
@@ -67,17 +63,7 @@ QUICK = {"data": {"train_size": 300, "validation_size": 1000}, "train": {"epochs
 
 def load_config(path, quick: bool = False) -> AugmentationConfig:
     """Read and check a TOML config; ``quick`` shrinks the data and epochs for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for key, value in QUICK.items():
-            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    cfg = from_dict(raw, AugmentationConfig)
+    cfg = load_toml(path, AugmentationConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -307,7 +293,7 @@ def main(argv=None) -> int:
         print(f"augmentation: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

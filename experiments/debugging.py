@@ -40,18 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations, init
-from fnn.config import ConfigError, from_dict
-from fnn.experiment import run_folder, write_json
+from fnn.config import ConfigError, load as load_toml
+from fnn.experiment import copy_config, run_folder, write_json
 from fnn.models import mlp
 from fnn.monitor import Monitor, diagnose, overfit_check
 from fnn.optim import sgd
 from fnn.plots import HEALTHY_UPDATE_RATIO, available as plots_available, figure, plot_monitor, save
 from fnn.train import fit
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 LOSS = "softmax_cross_entropy"
 
@@ -107,17 +103,7 @@ QUICK = {"overfit": {"steps": 50}, "monitor": {"train_size": 500, "epochs": 3}}
 
 def load_config(path, quick: bool = False) -> DebuggingConfig:
     """Read and check a TOML config; ``quick`` shortens the training for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for table, values in QUICK.items():
-            raw[table] = {**raw.get(table, {}), **values}
-    cfg = from_dict(raw, DebuggingConfig)
+    cfg = load_toml(path, DebuggingConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -388,7 +374,7 @@ def main(argv=None) -> int:
         print(f"debugging: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

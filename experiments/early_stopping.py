@@ -34,15 +34,12 @@ from typing import Dict, Tuple
 import jax
 import numpy as np
 
-from fnn.config import Config, ConfigError, from_dict, to_dict
-from fnn.experiment import build, check as check_run_config, load_data, run_folder, write_json
+from fnn.config import Config, ConfigError, load as load_toml, to_dict
+from fnn.experiment import (build, check as check_run_config, copy_config, load_data,
+                            run_folder, write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import EarlyStopping, FitResult, evaluate, fit
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 QUICK = {"data": {"train_size": 500, "validation_size": 1000}, "train": {"epochs": 15}}
 
@@ -51,17 +48,7 @@ QUICK = {"data": {"train_size": 500, "validation_size": 1000}, "train": {"epochs
 
 def load_config(path, quick: bool = False) -> Config:
     """Read and check a TOML config; ``quick`` shrinks the data and the budget for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for table, values in QUICK.items():
-            raw[table] = {**raw.get(table, {}), **values}
-    cfg = from_dict(raw, Config)
+    cfg = load_toml(path, Config, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -264,7 +251,7 @@ def main(argv=None) -> int:
         print(f"early_stopping: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

@@ -37,17 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations, init, losses
-from fnn.config import ConfigError, from_dict
-from fnn.experiment import run_folder, write_json
+from fnn.config import ConfigError, load as load_toml
+from fnn.experiment import copy_config, run_folder, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.models import mlp
 from fnn.optim import sgd
 from fnn.train import Batch, evaluate, make_train_step, padded_batches, progress_bar
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 LOSS = "softmax_cross_entropy"
 LABELS = {  # how the plots and the README name each initializer
@@ -103,17 +99,7 @@ QUICK = {"probe": {"batch_size": 128}, "train": {"train_size": 1024, "epochs": 1
 
 def load_config(path, quick: bool = False) -> InitStudyConfig:
     """Read and check a TOML config; ``quick`` shrinks the data for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for table, values in QUICK.items():
-            raw[table] = {**raw.get(table, {}), **values}
-    cfg = from_dict(raw, InitStudyConfig)
+    cfg = load_toml(path, InitStudyConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -571,7 +557,7 @@ def main(argv=None) -> int:
         print(f"init_study: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

@@ -44,16 +44,12 @@ import jax
 import numpy as np
 
 from fnn import activations, init
-from fnn.config import ConfigError, DataConfig, OptimizerConfig, Scalar, from_dict
-from fnn.experiment import load_data, make_optimizer, run_folder, write_json
+from fnn.config import ConfigError, DataConfig, OptimizerConfig, Scalar, load as load_toml
+from fnn.experiment import copy_config, load_data, make_optimizer, run_folder, write_json
 from fnn.models import mlp
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit, progress_bar
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 LOSS = "softmax_cross_entropy"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what fit logs per epoch
@@ -122,17 +118,7 @@ QUICK = {"data": {"train_size": 5000}, "train": {"epochs": 2},
 
 def load_config(path, quick: bool = False) -> OptimizerComparisonConfig:
     """Read and check a TOML config; ``quick`` shrinks the data and epochs for a smoke run."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for table, values in QUICK.items():
-            raw[table] = {**raw.get(table, {}), **values}
-    cfg = from_dict(raw, OptimizerComparisonConfig)
+    cfg = load_toml(path, OptimizerComparisonConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -557,7 +543,7 @@ def main(argv=None) -> int:
         print(f"optimizer_comparison: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

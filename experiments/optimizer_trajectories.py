@@ -48,15 +48,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import optim
-from fnn.config import ConfigError, from_dict
-from fnn.experiment import run_folder, write_json
+from fnn.config import ConfigError, from_dict, load as load_toml
+from fnn.experiment import copy_config, run_folder, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import progress_bar
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 
 # ----------------------------------------------------------------------------- surfaces
@@ -150,17 +146,7 @@ QUICK = {"tuning": {"enabled": False, "use_tuned": False}}  # the config's learn
 
 def load_config(path, quick: bool = False) -> TrajectoriesConfig:
     """Read and check a TOML config; ``quick`` turns the tuning sweep off (a smoke run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        for table, values in QUICK.items():
-            raw[table] = {**raw.get(table, {}), **values}
-    cfg = from_dict(raw, TrajectoriesConfig)
+    cfg = load_toml(path, TrajectoriesConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
@@ -707,7 +693,7 @@ def main(argv=None) -> int:
         print(f"optimizer_trajectories: {error}", file=sys.stderr)
         return 2
     out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
+    copy_config(args.config, out)
     run(cfg, out, progress=not args.no_progress)
     return 0
 

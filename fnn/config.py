@@ -164,8 +164,12 @@ def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
     return schema(**values)
 
 
-def load(path) -> Config:
-    """Read and check a TOML config file."""
+def load(path, schema=Config, overrides: Optional[Dict[str, Any]] = None):
+    """Read a TOML file and check it against ``schema`` (by default `fnn run`'s `Config`).
+
+    ``overrides`` are merged in first, table by table (``{"train": {"epochs": 1}}`` changes one
+    key of ``[train]``; a non-table value replaces the key): experiments use it for ``--quick``.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
@@ -173,7 +177,9 @@ def load(path) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    return from_dict(raw)
+    for key, value in (overrides or {}).items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return from_dict(raw, schema)
 
 
 def to_dict(config: Config) -> Dict[str, Any]:
