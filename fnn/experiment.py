@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -277,12 +278,21 @@ def run_folder(name: str, out=None) -> Path:
     return folder
 
 
-def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (NumPy/JAX scalars and arrays become plain numbers/lists)."""
-    def plain(value):
-        if hasattr(value, "tolist"):
-            return value.tolist()
-        raise TypeError(f"write_json: cannot write {type(value).__name__} to JSON.")
+def _plain(value):
+    """``value`` with NumPy/JAX arrays and scalars as lists and numbers, and every NaN or ±inf
+    as None (JSON has no such numbers: a diverged run is written as null)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
-    Path(path).write_text(json.dumps(obj, indent=2, default=plain))
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented, strict JSON (arrays as lists, NaN and ±inf as null)."""
+    Path(path).write_text(json.dumps(_plain(obj), indent=2, allow_nan=False))
     return Path(path)

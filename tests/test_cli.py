@@ -71,3 +71,13 @@ def test_cv_scores_every_fold_and_writes_them(tmp_path, capsys):
 def test_cv_needs_two_folds(tmp_path, capsys):
     assert main(["cv", str(_short_quickstart(tmp_path, 2)), "--folds", "1"]) == 2
     assert "--folds must be at least 2; got 1" in capsys.readouterr().err
+
+
+def test_write_json_is_strict_json(tmp_path):
+    import numpy as np
+
+    from fnn.experiment import write_json
+    path = write_json(tmp_path / "r.json", {"loss": [1.0, float("nan")], "best": np.float32(0.5),
+                                            "curve": np.array([np.inf, 2.0]), "run": (1, "a")})
+    assert json.loads(path.read_text()) == {"loss": [1.0, None], "best": 0.5,
+                                            "curve": [None, 2.0], "run": [1, "a"]}
