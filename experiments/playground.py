@@ -45,7 +45,7 @@ import jax
 import numpy as np
 
 from fnn import activations, losses
-from fnn.config import ConfigError, from_dict
+from fnn.config import ConfigError, load as load_toml
 from fnn.core import Layer
 from fnn.data import scaling, synthetic
 from fnn.experiment import run_folder, write_json
@@ -54,10 +54,6 @@ from fnn.optim import sgd
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import fit
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 LOSS = "softmax_cross_entropy"
 DATASETS = tuple(synthetic.DATASETS)  # a data set's position here seeds its points
@@ -154,16 +150,7 @@ QUICK = {"seeds": 2, "base": {"epochs": 10, "samples": 200}}
 
 def load_config(path, quick: bool = False) -> PlaygroundConfig:
     """Read and check a TOML config; ``quick`` shrinks every run for a smoke test."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    if quick:
-        raw = {**raw, "seeds": QUICK["seeds"], "base": {**raw.get("base", {}), **QUICK["base"]}}
-    cfg = from_dict(raw, PlaygroundConfig)
+    cfg = load_toml(path, PlaygroundConfig, overrides=QUICK if quick else None)
     check(cfg)
     return cfg
 
