@@ -164,22 +164,30 @@ def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
     return schema(**values)
 
 
-def load(path, schema=Config, overrides: Optional[Dict[str, Any]] = None):
-    """Read a TOML file and check it against ``schema`` (by default `fnn run`'s `Config`).
-
-    ``overrides`` are merged in first, table by table (``{"train": {"epochs": 1}}`` changes one
-    key of ``[train]``; a non-table value replaces the key): experiments use it for ``--quick``.
-    """
+def read(path) -> Dict[str, Any]:
+    """The TOML file at ``path`` as a dict, or a `ConfigError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    for key, value in (overrides or {}).items():
-        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return from_dict(raw, schema)
+
+
+def merged(raw: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """``raw`` with ``overrides`` written over it, table by table at every depth
+    (``{"train": {"epochs": 1}}`` changes one key of ``[train]``)."""
+    out = dict(raw)
+    for key, value in overrides.items():
+        out[key] = merged(raw.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def load(path, schema=Config, overrides: Optional[Dict[str, Any]] = None):
+    """Read a TOML file and check it against ``schema`` (by default `fnn run`'s `Config`),
+    after merging in ``overrides`` (experiments use them for ``--quick``)."""
+    return from_dict(merged(read(path), overrides or {}), schema)
 
 
 def to_dict(config: Config) -> Dict[str, Any]:

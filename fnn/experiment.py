@@ -24,7 +24,7 @@ from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, Optimize
 from fnn.data import augment, load_mnist, scaling, synthetic
 from fnn.evaluation import CrossValidation, cross_validate, kfold
 from fnn.models import mlp
-from fnn.train import EarlyStopping, evaluate, fit, predict
+from fnn.train import EarlyStopping, FitResult, evaluate, fit, predict
 
 Split = Tuple[np.ndarray, np.ndarray]
 SYNTHETIC = ("spiral", "circles", "xor", "gaussians")
@@ -101,6 +101,9 @@ def check(config: Config) -> None:
         _check_range(key, value, 0)
     for key, value in {"model.dropout": m.dropout, "model.input_dropout": m.input_dropout}.items():
         _check_range(key, value, 0, 1)
+    if config.early_stopping is not None and d.validation_size == 0:
+        raise ConfigError("config key `early_stopping` needs validation data: set "
+                          "`data.validation_size` > 0.")
     _checked("model.activation", activations.get, m.activation)
     _checked("model.w_init", init.get, m.w_init)
     _checked("data.scaling", scaling.get, d.scaling)
@@ -156,13 +159,40 @@ def make_penalty(cfg: TrainConfig, num_examples: int):
                            + cfg.l1 * losses.l1_penalty(params)) / num_examples
 
 
-def build(config: Config, num_classes: int):
-    """The model, loss and optimizer a config names."""
+def build(config: Config, classes: int):
+    """The model (with ``classes`` outputs), loss and optimizer a config names."""
     check(config)
     m = config.model
-    model = mlp([*m.hidden, num_classes], activation=m.activation, w_init=m.w_init,
+    model = mlp([*m.hidden, classes], activation=m.activation, w_init=m.w_init,
                 dropout=m.dropout, input_dropout=m.input_dropout)
     return model, losses.get(config.train.loss), make_optimizer(config.optimizer)
+
+
+def run_keys(seed: int):
+    """``(data_key, init_key, fit_key)``: how every config-driven run splits its seed."""
+    return jax.random.split(jax.random.PRNGKey(seed), 3)
+
+
+def num_classes(data: Dict[str, Split]) -> int:
+    """The number of classes: one more than the largest label in any split."""
+    return int(max(int(y.max()) for _, y in data.values())) + 1
+
+
+def train_config(config: Config, model, loss, optimizer, train_data: Split,
+                 validation_data: Optional[Split] = None, **fit_options) -> FitResult:
+    """`fnn.fit` as the config says: its keys, epochs, batch size, early stopping (when there is
+    validation data), penalty and augmentation; ``fit_options`` go to `fit` (hooks, progress, ...)."""
+    _, init_key, fit_key = run_keys(config.seed)
+    x_train = train_data[0]
+    _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
+    es = config.early_stopping
+    use_es = es is not None and validation_data is not None
+    return fit(model, params, state, train_data, loss=loss, optimizer=optimizer, key=fit_key,
+               epochs=config.train.epochs, batch_size=config.train.batch_size or None,
+               validation_data=validation_data,
+               early_stopping=EarlyStopping(**dataclasses.asdict(es)) if use_es else None,
+               penalty=make_penalty(config.train, len(x_train)),
+               augment=make_augment(config.augment), **fit_options)
 
 
 def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossValidation:
@@ -173,23 +203,15 @@ def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossVali
     ``train.epochs`` epochs; early stopping is off (it would need a third split).
     """
     check(config)
-    key = jax.random.PRNGKey(config.seed)
-    data_key, init_key, fit_key = jax.random.split(key, 3)
+    data_key = run_keys(config.seed)[0]
     splits = load_splits(config.data, data_key)
     pool = tuple(np.concatenate([splits[name][i] for name in ("train", "validation")
                                  if name in splits]) for i in (0, 1))
-    num_classes = int(max(int(y.max()) for _, y in splits.values())) + 1
-    model, loss, optimizer = build(config, num_classes)
+    model, loss, optimizer = build(config, num_classes(splits))
 
     def train_and_score(train, test):
         scaled = scale_splits(config.data, {"train": train, "test": test})
-        x_train = scaled["train"][0]
-        _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
-        result = fit(model, params, state, scaled["train"], loss=loss, optimizer=optimizer,
-                     key=fit_key, epochs=config.train.epochs,
-                     batch_size=config.train.batch_size or None,
-                     penalty=make_penalty(config.train, len(x_train)),
-                     augment=make_augment(config.augment), progress=False)
+        result = train_config(config, model, loss, optimizer, scaled["train"], progress=False)
         scores = evaluate(model, result.params, result.state, scaled["test"], loss=loss)
         log("fold: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return scores
@@ -205,16 +227,10 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
     """Train and test the config's model; write the run folder; return the results."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    key = jax.random.PRNGKey(config.seed)
-    data_key, init_key, fit_key = jax.random.split(key, 3)
-    data = load_data(config.data, data_key)
-    x_train, y_train = data["train"]
-    num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
-    model, loss, optimizer = build(config, num_classes)
-    es = config.early_stopping
-    early_stopping = None if es is None else EarlyStopping(**dataclasses.asdict(es))
-
-    _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
+    data = load_data(config.data, run_keys(config.seed)[0])
+    x_train = data["train"][0]
+    classes = num_classes(data)
+    model, loss, optimizer = build(config, classes)
     metrics_log = (out / "metrics.jsonl").open("a" if resume else "w")
 
     def write_epoch(epoch, logs, train_state):
@@ -225,19 +241,16 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
         f"validation, {len(data['test'][0])} test examples -> {out}")
     started = time.perf_counter()
     with metrics_log:
-        result = fit(model, params, state, data["train"], loss=loss, optimizer=optimizer,
-                     key=fit_key, epochs=config.train.epochs,
-                     batch_size=config.train.batch_size or None,
-                     validation_data=data.get("validation"), early_stopping=early_stopping,
-                     penalty=make_penalty(config.train, len(x_train)),
-                     augment=make_augment(config.augment), hooks=[write_epoch], checkpoint_path=str(out / "checkpoint.npz"),
-                     resume=resume, progress=progress, log=log)
+        result = train_config(config, model, loss, optimizer, data["train"],
+                              data.get("validation"), hooks=[write_epoch],
+                              checkpoint_path=str(out / "checkpoint.npz"), resume=resume,
+                              progress=progress, log=log)
     seconds = time.perf_counter() - started
 
     x_test, y_test = data["test"]
     test = evaluate(model, result.params, result.state, data["test"], loss=loss)
     predicted = np.asarray(predict(model, result.params, result.state, x_test).argmax(-1))
-    cm = metrics.confusion_matrix(y_test, predicted, num_classes)
+    cm = metrics.confusion_matrix(y_test, predicted, classes)
     results = {
         "name": config.name,
         "test_loss": test["loss"],
