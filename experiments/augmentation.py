@@ -21,7 +21,6 @@ are and as the augmentation draws them).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ import jax
 import numpy as np
 
 from fnn.config import Config, ConfigError, load as load_toml, to_dict
-from fnn.experiment import (build, check as check_run_config, copy_config, load_data,
-                            make_augment, run_folder, write_json)
+from fnn.experiment import (build, check as check_run_config, experiment_main, load_data,
+                            make_augment, write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit
 
@@ -280,22 +279,8 @@ def plot_curves(report: Dict, path) -> Path:
 # ----------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/augmentation.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 300 training images, 5 epochs, one run per setting")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"augmentation: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="augmentation", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="300 training images, 5 epochs, one run per setting")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ ratio of every case side by side) and ``monitor_<case>.png`` (every statistic of
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import re
@@ -41,7 +40,7 @@ import numpy as np
 
 from fnn import activations, init
 from fnn.config import ConfigError, load as load_toml
-from fnn.experiment import copy_config, run_folder, write_json
+from fnn.experiment import experiment_main, write_json
 from fnn.models import mlp
 from fnn.monitor import Monitor, diagnose, overfit_check
 from fnn.optim import sgd
@@ -361,22 +360,8 @@ def plot_update_ratios(cases: List[Dict], path) -> Path:
 # ----------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/debugging.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 50 overfit steps, 500 training images x 3 epochs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"debugging: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="debugging", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="50 overfit steps, 500 training images x 3 epochs")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ The run folder (``runs/early_stopping-<date>-<time>/`` unless ``--out``) holds `
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -35,8 +34,7 @@ import jax
 import numpy as np
 
 from fnn.config import Config, ConfigError, load as load_toml, to_dict
-from fnn.experiment import (build, check as check_run_config, copy_config, load_data,
-                            run_folder, write_json)
+from fnn.experiment import build, check as check_run_config, experiment_main, load_data, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import EarlyStopping, FitResult, evaluate, fit
 
@@ -238,22 +236,8 @@ def plot_curves(report: Dict, path) -> Path:
 # ----------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/early_stopping.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 500 training and 1,000 validation images, 15 epochs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"early_stopping: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="early_stopping", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="500 training and 1,000 validation images, 15 epochs")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ The run folder (``runs/init_study-<date>-<time>/`` unless ``--out``) holds ``con
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -38,7 +36,7 @@ import numpy as np
 
 from fnn import activations, init, losses
 from fnn.config import ConfigError, load as load_toml
-from fnn.experiment import copy_config, run_folder, write_json
+from fnn.experiment import experiment_main, read_results, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.models import mlp
 from fnn.optim import sgd
@@ -536,30 +534,15 @@ def plot_training_loss(report, path) -> bool:
 
 # ----------------------------------------------------------------------------- command line
 
+def _replot(folder: Path) -> None:
+    report = read_results(folder)
+    plot_all(report, folder)
+    print(format_summary(report["summary"]))
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/init_study.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1,024 training images, 1 epoch, a 128-image probe")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replot", metavar="RUN_FOLDER",
-                        help="only redraw the plots of a finished run from its results.json")
-    args = parser.parse_args(argv)
-    if args.replot:
-        report = json.loads((Path(args.replot) / "results.json").read_text())
-        plot_all(report, args.replot)
-        print(format_summary(report["summary"]))
-        return 0
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"init_study: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="init_study", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="1,024 training images, 1 epoch, a 128-image probe", replot=_replot)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ and the date), ``trials.md`` (the trials sorted by validation accuracy), ``searc
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -43,6 +42,7 @@ import jax
 import numpy as np
 
 from fnn import experiment
+from fnn.experiment import experiment_main, read_results
 from fnn.config import (AugmentConfig, Config, ConfigError, EarlyStoppingConfig, OptimizerConfig,
                         Scalar, from_dict, merged, read as read_toml, to_dict)
 from fnn.plots import available as plots_available, figure, save
@@ -562,32 +562,22 @@ def plot_search(report: Dict, path) -> bool:
 
 # ----------------------------------------------------------------------------- command line
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/lab2_search.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 3 trials of 1 epoch on 2,000 images, a 1-epoch final run")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replot", metavar="RUN_FOLDER",
-                        help="only redraw search.png of a finished run from its results.json")
-    args = parser.parse_args(argv)
-    if args.replot:
-        report = json.loads((Path(args.replot) / "results.json").read_text())
-        plot_search(report, Path(args.replot) / "search.png")
-        return 0
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"lab2_search: {error}", file=sys.stderr)
-        return 2
-    out = experiment.run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
-    report = run(cfg, out, progress=not args.no_progress)
+def _replot(folder: Path) -> None:
+    plot_search(read_results(folder), folder / "search.png")
+
+
+def run_and_summarize(cfg: Lab2SearchConfig, out, progress: bool = True) -> dict:
+    """`run`, then one line on the retrained best configuration."""
+    report = run(cfg, out, progress=progress)
     if report["final"] is not None:
         print(f"final: test accuracy {report['final']['test_accuracy']:.4f} "
               f"(best epoch {report['final']['best_epoch']} of {report['final']['epochs_run']})")
-    return 0
+    return report
+
+
+def main(argv=None) -> int:
+    return experiment_main(argv, name="lab2_search", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run_and_summarize, quick="3 trials of 1 epoch on 2,000 images, a 1-epoch final run", replot=_replot)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,7 @@ results table), ``learning_curves.png`` and ``lr_sweep.png``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -45,7 +43,7 @@ import numpy as np
 
 from fnn import activations, init
 from fnn.config import ConfigError, DataConfig, OptimizerConfig, Scalar, load as load_toml
-from fnn.experiment import copy_config, load_data, make_optimizer, run_folder, write_json
+from fnn.experiment import experiment_main, load_data, make_optimizer, read_results, write_json
 from fnn.models import mlp
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit, progress_bar
@@ -522,30 +520,15 @@ def plot_sweep(report: Dict, path) -> Path:
 
 # ----------------------------------------------------------------------------- command line
 
+def _replot(folder: Path) -> None:
+    report = read_results(folder)
+    plot_all(report, folder)
+    print(format_table(report))
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/optimizer_comparison.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 5,000 training images, 2 epochs, a 1-epoch sweep on 1,000")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replot", metavar="RUN_FOLDER",
-                        help="only redraw the plots of a finished run from its results.json")
-    args = parser.parse_args(argv)
-    if args.replot:
-        report = json.loads((Path(args.replot) / "results.json").read_text())
-        plot_all(report, args.replot)
-        print(format_table(report))
-        return 0
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"optimizer_comparison: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="optimizer_comparison", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="5,000 training images, 2 epochs, a 1-epoch sweep on 1,000", replot=_replot)
 
 
 if __name__ == "__main__":

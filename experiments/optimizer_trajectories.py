@@ -32,7 +32,6 @@ every optimizer's path, one panel per frame) and ``loss_<surface>.png`` (loss ag
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import json
@@ -49,7 +48,7 @@ import numpy as np
 
 from fnn import optim
 from fnn.config import ConfigError, from_dict, load as load_toml
-from fnn.experiment import copy_config, run_folder, write_json
+from fnn.experiment import experiment_main, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import progress_bar
 
@@ -674,28 +673,13 @@ def replot(folder) -> Dict:
 
 # ----------------------------------------------------------------------------- command line
 
+def _replot(folder: Path) -> None:
+    print(format_table(replot(folder)))
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/optimizer_trajectories.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: the config's learning rates only, no tuning sweep")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replot", metavar="RUN_FOLDER",
-                        help="only redraw the plots of a finished run from its files")
-    args = parser.parse_args(argv)
-    if args.replot:
-        print(format_table(replot(args.replot)))
-        return 0
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"optimizer_trajectories: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="optimizer_trajectories", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="the config's learning rates only, no tuning sweep", replot=_replot)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ rows, values in columns) and ``curves_<sweep>.png`` (mean training loss per epoc
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -48,7 +47,7 @@ from fnn import activations, losses
 from fnn.config import ConfigError, load as load_toml
 from fnn.core import Layer
 from fnn.data import scaling, synthetic
-from fnn.experiment import run_folder, write_json
+from fnn.experiment import experiment_main, read_results, write_json
 from fnn.models import mlp
 from fnn.optim import sgd
 from fnn.plots import available as plots_available, figure, save
@@ -798,28 +797,13 @@ def plot_accuracy(report: Dict, path) -> Path:
 
 # ----------------------------------------------------------------------------- command line
 
+def _replot(folder: Path) -> None:
+    write_outputs(read_results(folder), folder)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", default="configs/playground.toml")
-    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 seeds, 10 epochs, 200 points per run")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replot", metavar="RUN_FOLDER",
-                        help="only redraw results.md and the plots of a finished run")
-    args = parser.parse_args(argv)
-    if args.replot:
-        write_outputs(json.loads((Path(args.replot) / "results.json").read_text()), args.replot)
-        return 0
-    try:
-        cfg = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
-        print(f"playground: {error}", file=sys.stderr)
-        return 2
-    out = run_folder(cfg.name + ("-quick" if args.quick else ""), args.out)
-    (out / "config.toml").write_text(Path(args.config).read_text())
-    run(cfg, out, progress=not args.no_progress)
-    return 0
+    return experiment_main(argv, name="playground", description=__doc__.split("\n")[0],
+                           load_config=load_config, run=run, quick="2 seeds, 10 epochs, 200 points per run", replot=_replot)
 
 
 if __name__ == "__main__":

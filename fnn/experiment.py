@@ -6,14 +6,16 @@ The run folder holds ``config.toml`` (a copy), ``metrics.jsonl`` (one line per e
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import jax
 import numpy as np
@@ -309,3 +311,42 @@ def write_json(path, obj) -> Path:
     """Write ``obj`` as indented, strict JSON (arrays as lists, NaN and ±inf as null)."""
     Path(path).write_text(json.dumps(_plain(obj), indent=2, allow_nan=False))
     return Path(path)
+
+
+def read_results(run_folder_path) -> dict:
+    """The ``results.json`` of a finished run folder."""
+    return json.loads((Path(run_folder_path) / "results.json").read_text())
+
+
+def experiment_main(argv, *, name: str, description: str, load_config: Callable,
+                    run: Callable, quick: str, replot: Optional[Callable] = None) -> int:
+    """The command line every experiment shares; returns the exit code.
+
+        python experiments/NAME.py [configs/NAME.toml] [--out DIR] [--quick] [--no-progress]
+                                   [--replot RUN_FOLDER]
+
+    ``load_config(path, quick=...)`` reads and checks the config (a `ConfigError` exits with 2
+    and the message); ``run(config, out, progress=...)`` does the work in the run folder;
+    ``replot(folder)``, when given, redraws a finished run's outputs without training.
+    """
+    parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
+    parser.add_argument("config", nargs="?", default=f"configs/{name}.toml")
+    parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {quick}")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if replot is not None:
+        parser.add_argument("--replot", metavar="RUN_FOLDER",
+                            help="only redraw the outputs of a finished run from its files")
+    args = parser.parse_args(argv)
+    if replot is not None and args.replot:
+        replot(Path(args.replot))
+        return 0
+    try:
+        config = load_config(args.config, quick=args.quick)
+    except ConfigError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    out = run_folder(config.name + ("-quick" if args.quick else ""), args.out)
+    copy_config(args.config, out)
+    run(config, out, progress=not args.no_progress)
+    return 0
