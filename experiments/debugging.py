@@ -26,7 +26,6 @@ ratio of every case side by side) and ``monitor_<case>.png`` (every statistic of
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 import time
@@ -40,7 +39,7 @@ import numpy as np
 
 from fnn import activations, init
 from fnn.config import ConfigError, load as load_toml
-from fnn.experiment import experiment_main, write_json
+from fnn.experiment import experiment_main, jsonable, write_json
 from fnn.models import mlp
 from fnn.monitor import Monitor, diagnose, overfit_check
 from fnn.optim import sgd
@@ -207,17 +206,6 @@ def load_data(cfg: DebuggingConfig, key) -> Dict:
     return {"train": (x[:size], y[:size]), "probe": (x[size:], y[size:])}
 
 
-def _finite_or_none(value):
-    """inf and NaN become None (JSON has neither), recursively."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(cfg: DebuggingConfig, out, *, data=None, progress: bool = True, log=print) -> Dict:
     """Run the overfit checks and the monitored trainings; write the run folder.
 
@@ -247,7 +235,7 @@ def run(cfg: DebuggingConfig, out, *, data=None, progress: bool = True, log=prin
                                           fit_key, progress=progress, log=log))
         log(format_case(monitored[-1]))
 
-    report = _finite_or_none({
+    report = jsonable({
         "name": cfg.name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seconds": round(time.perf_counter() - started, 1),

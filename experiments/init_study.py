@@ -36,7 +36,7 @@ import numpy as np
 
 from fnn import activations, init, losses
 from fnn.config import ConfigError, load as load_toml
-from fnn.experiment import experiment_main, read_results, write_json
+from fnn.experiment import experiment_main, jsonable, read_results, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.models import mlp
 from fnn.optim import sgd
@@ -281,17 +281,6 @@ def load_data(cfg: InitStudyConfig, key) -> Dict[str, Tuple[np.ndarray, np.ndarr
             "test": (as_float(test_images), test_labels.astype(np.int32))}
 
 
-def _jsonable(value):
-    """Non-finite floats become None (JSON has no inf/NaN), recursively."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(cfg: InitStudyConfig, out, *, data=None, progress: bool = True, log=print) -> Dict:
     """Measure and train every (activation, initializer) pair; write the run folder.
 
@@ -357,7 +346,7 @@ def run(cfg: InitStudyConfig, out, *, data=None, progress: bool = True, log=prin
         "summary": summary_rows(results, m.constant),
         "results": results,
     }
-    report = _jsonable(report)
+    report = jsonable(report)
     write_json(out / "results.json", report)
     plot_all(report, out)
     log(format_summary(report["summary"]))

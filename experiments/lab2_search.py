@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from fnn import experiment
-from fnn.experiment import experiment_main, read_results
+from fnn.experiment import experiment_main, jsonable, read_results
 from fnn.config import (AugmentConfig, Config, ConfigError, EarlyStoppingConfig, OptimizerConfig,
                         Scalar, from_dict, merged, read as read_toml, to_dict)
 from fnn.plots import available as plots_available, figure, save
@@ -385,17 +385,6 @@ def markdown_table(ranked: List[Dict]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def _jsonable(value):
-    """Non-finite floats become None (JSON has no NaN), recursively."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(cfg: Lab2SearchConfig, out, *, data: Optional[Data] = None,
         train: Callable = train_trial, progress: bool = True, log=print) -> Dict:
     """Search, write the run folder, and (``final.run``) retrain and test the best trial.
@@ -413,7 +402,7 @@ def run(cfg: Lab2SearchConfig, out, *, data: Optional[Data] = None,
         f"{len(data['train'][0])} training images, scored on {len(data['validation'][0])} "
         f"validation images -> {out}")
     started = time.perf_counter()
-    records = _jsonable(search(cfg, data, train=train, progress=progress, log=log))
+    records = jsonable(search(cfg, data, train=train, progress=progress, log=log))
     ranked = rank(records)
     best = ranked[0]
     best_config = final_config(cfg, best)
@@ -427,7 +416,7 @@ def run(cfg: Lab2SearchConfig, out, *, data: Optional[Data] = None,
     if cfg.final.run:
         final = experiment.run(best_config, out / "final", progress=progress, log=log)
         final = {k: v for k, v in final.items() if k != "config"}  # the config is in "best"
-    report = _jsonable({
+    report = jsonable({
         "name": cfg.name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "search_seconds": search_seconds,

@@ -43,7 +43,8 @@ import numpy as np
 
 from fnn import activations, init
 from fnn.config import ConfigError, DataConfig, OptimizerConfig, Scalar, load as load_toml
-from fnn.experiment import experiment_main, load_data, make_optimizer, read_results, write_json
+from fnn.experiment import (experiment_main, jsonable, load_data, make_optimizer, read_results,
+                            write_json)
 from fnn.models import mlp
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit, progress_bar
@@ -287,17 +288,6 @@ def with_sweep_subset(data: Dict, size: int, key) -> Dict:
     return {**data, "sweep": (x[pick], y[pick])}
 
 
-def _finite_or_none(value):
-    """JSON has no NaN or inf: they become null, recursively."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(cfg: OptimizerComparisonConfig, out, *, data=None, progress: bool = True,
         log=print) -> Dict:
     """Tune and train every optimizer of the config; write the run folder; return the results.
@@ -334,7 +324,7 @@ def run(cfg: OptimizerComparisonConfig, out, *, data=None, progress: bool = True
     if bar is not None:
         bar.close()
 
-    report = _finite_or_none({
+    report = jsonable({
         "name": cfg.name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seconds": round(time.perf_counter() - started, 1),

@@ -293,7 +293,7 @@ def run_folder(name: str, out=None) -> Path:
     return folder
 
 
-def _plain(value):
+def jsonable(value):
     """``value`` with NumPy/JAX arrays and scalars as lists and numbers, and every NaN or ±inf
     as None (JSON has no such numbers: a diverged run is written as null)."""
     if hasattr(value, "tolist"):
@@ -301,15 +301,15 @@ def _plain(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def write_json(path, obj) -> Path:
     """Write ``obj`` as indented, strict JSON (arrays as lists, NaN and ±inf as null)."""
-    Path(path).write_text(json.dumps(_plain(obj), indent=2, allow_nan=False))
+    Path(path).write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False))
     return Path(path)
 
 
