@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fnn.config import ConfigError, from_dict
+from fnn.experiment import jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("init_study", ROOT / "experiments" / "init_study.py")
@@ -73,7 +74,7 @@ def test_he_keeps_relu_variance_while_glorot_and_uniform_2_shrink_it():
 def test_relu_constant_init_overflows_and_is_reported_as_null():
     stats = probe("relu", "constant", depth=30, width=256)
     assert any(not math.isfinite(v) for v in stats["activation_variance"])
-    clean = study._jsonable(stats)
+    clean = jsonable(stats)
     json.dumps(clean, allow_nan=False)  # raises if any inf/NaN survived
 
 
