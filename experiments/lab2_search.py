@@ -42,10 +42,11 @@ import jax
 import numpy as np
 
 from fnn import experiment
-from fnn.experiment import experiment_main, jsonable, read_results
 from fnn.config import (AugmentConfig, Config, ConfigError, EarlyStoppingConfig, OptimizerConfig,
                         Scalar, from_dict, merged, read as read_toml, to_dict)
+from fnn.experiment import experiment_main, jsonable, read_results
 from fnn.plots import available as plots_available, figure, save
+from fnn.train import progress_bar
 
 
 Trial = Dict[str, Any]  # one value per hyper-parameter: hidden, activation, optimizer, ...
@@ -294,7 +295,7 @@ def search(cfg: Lab2SearchConfig, data: Data, *, train: Callable = train_trial,
     """Train every sampled trial with ``train(config, data) -> metrics``; one record per trial
     (its index, values and metrics), in the order they were drawn."""
     trials = sample_trials(cfg)
-    bar = _progress_bar(len(trials), progress)
+    bar = progress_bar(len(trials), enabled=progress, unit="trial")
     records, best = [], None
     for i, trial in enumerate(trials):
         if bar is not None:
@@ -318,16 +319,6 @@ def format_trial(trial: Trial) -> str:
     return (f"{trial['hidden']} {trial['activation']}, {optimizer_label(trial)} "
             f"η={trial['learning_rate']:g}, batch {trial['batch_size']}, dropout "
             f"{trial['dropout']:g}/{trial['input_dropout']:g} (input), λ={trial['l2']:g}")
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the progress bar is an optional extra
-        return None
-    return tqdm(total=total, dynamic_ncols=True, unit="trial")
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -51,7 +51,7 @@ from fnn.experiment import experiment_main, read_results, write_json
 from fnn.models import mlp
 from fnn.optim import sgd
 from fnn.plots import available as plots_available, figure, save
-from fnn.train import fit
+from fnn.train import fit, progress_bar
 
 
 LOSS = "softmax_cross_entropy"
@@ -515,7 +515,7 @@ def run(cfg: PlaygroundConfig, out, *, progress: bool = True, log=print) -> Dict
     groups = group_runs(cells)
     grid = plot_grid(cfg.plot.extent, cfg.plot.resolution)
     total = sum(g.setting.epochs * g.steps_per_epoch() for g in groups)
-    bar = _progress_bar(total, progress)
+    bar = progress_bar(total, enabled=progress, unit="step")
     log(f"{cfg.name}: {len(cfg.sweeps)} sweeps, {len(cells)} cells, "
         f"{sum(len(g.runs) for g in groups)} distinct runs x {cfg.seeds} seeds "
         f"in {len(groups)} side-by-side fits -> {out}")
@@ -554,16 +554,6 @@ def run(cfg: PlaygroundConfig, out, *, progress: bool = True, log=print) -> Dict
     write_outputs(report, out)
     log(f"done in {report['seconds']:.0f} s")
     return report
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the progress bar is an optional extra
-        return None
-    return tqdm(total=total, dynamic_ncols=True, mininterval=0.5, unit="step")
 
 
 def cell_key(record_or_cell) -> str:
