@@ -4,8 +4,8 @@ A layer is a pair of pure functions, ``init(key, input_shape) -> (output_shape, 
 and ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``; parameters are
 plain nested dicts of arrays. See README.md for a tour.
 """
-from fnn import (activations, checkpoint, data, evaluation, init, layers, losses, metrics, models,
-                 monitor, optim, plots)
+from fnn import (activations, checkpoint, checks, classic, data, embeddings, evaluation, init,
+                 layers, losses, metrics, models, monitor, optim, param_masks, plots, testing)
 from fnn.core import Layer, LayerError, count_params, init_shapes
 from fnn.summary import summary
 from fnn.train import Batch, EarlyStopping, FitResult, evaluate, fit, make_train_step, predict
@@ -14,7 +14,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "EarlyStopping", "FitResult", "Layer", "LayerError", "activations", "checkpoint",
-    "count_params", "data", "evaluate", "evaluation", "fit", "init", "init_shapes", "layers",
-    "losses", "make_train_step", "metrics", "models", "monitor", "optim", "plots", "predict",
+    "checks", "classic", "count_params", "data", "embeddings", "evaluate", "evaluation", "fit", "init", "init_shapes", "layers",
+    "losses", "make_train_step", "metrics", "models", "monitor", "optim", "param_masks", "plots",
+    "testing",
+    "predict",
     "summary",
 ]

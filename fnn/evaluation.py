@@ -24,7 +24,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple
 import jax
 import numpy as np
 
-from fnn.data._checks import check_int
+from fnn.checks import check_int
 from fnn.data.splits import _leaves, split_indices
 from fnn.train import classification_metrics, evaluate, fit
 

@@ -19,11 +19,12 @@ default skip biases and normalisation parameters, as the course prescribes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from fnn import param_masks
 
 Array = jax.Array
 Loss = Callable[..., Array]  # loss(predictions, targets) -> (batch,)
@@ -64,11 +65,18 @@ def _same_shape(
     return predictions, targets.astype(predictions.dtype)
 
 
-def _class_targets(loss: str, logits, labels, logits_name: str = "logits") -> tuple[Array, Array]:
-    """Logits ``(batch, ..., classes)`` and labels as per-class targets of the logits' shape.
+PADDING_LABEL = -1  # the integer label of a padded position: contributes 0 to class losses
 
-    Integer labels ``(batch, ...)`` are class indices and become one-hot rows; floating (or bool)
-    labels must already have the logits' shape.
+
+def _class_targets(loss: str, logits, labels,
+                   logits_name: str = "logits") -> tuple[Array, Array, Array]:
+    """Logits ``(batch, ..., classes)``, labels as per-class targets of the logits' shape, and
+    ``invalid`` ``(batch, ...)``: True where an integer label is outside ``[0, classes)`` and is
+    not ``PADDING_LABEL``.
+
+    Integer labels ``(batch, ...)`` are class indices and become one-hot rows (all-zero rows for
+    labels outside ``[0, classes)``); floating (or bool) labels must already have the logits'
+    shape, and are never invalid.
     """
     logits = _float_batch(loss, logits_name, logits)
     labels = jnp.asarray(labels)
@@ -88,8 +96,16 @@ def _class_targets(loss: str, logits, labels, logits_name: str = "logits") -> tu
             f"of shape {logits.shape[:-1]}, or per-class targets as floats of shape {logits.shape}."
         )
     if class_indices:
-        return logits, jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    return logits, labels.astype(logits.dtype)
+        classes = logits.shape[-1]
+        invalid = (labels != PADDING_LABEL) & ((labels < 0) | (labels >= classes))
+        return logits, jax.nn.one_hot(labels, classes, dtype=logits.dtype), invalid
+    return logits, labels.astype(logits.dtype), jnp.zeros(logits.shape[:-1], bool)
+
+
+def _per_position(values: Array, invalid: Array) -> Array:
+    """Per-position class losses ``(batch, ...)`` summed per example, NaN where a label is
+    invalid (so that a label outside the classes is loud, never a silent 0)."""
+    return _per_example(jnp.where(invalid, jnp.nan, values))
 
 
 def _per_example(values: Array, reduce: Callable[..., Array] = jnp.sum) -> Array:
@@ -181,22 +197,30 @@ def softmax_cross_entropy(logits, labels) -> Array:
     ``(batch, ...)`` or one-hot / probability targets ``(batch, ..., classes)``. Any axes
     between batch and classes (e.g. time) are summed; reshape to ``(batch·time, classes)`` for
     per-step values. With targets that sum to one, the gradient is ``softmax(z) − y``. Logits
-    must be finite. Integer labels outside ``[0, classes)``, e.g. −1 for padding, contribute 0.
+    must be finite.
+
+    Padding, as in every class loss here: the integer label −1 (``PADDING_LABEL``) and an
+    all-zero target row contribute 0 (and no gradient); any other integer label outside
+    ``[0, classes)`` gives NaN, so that labels that do not fit the model never train silently.
     """
-    logits, targets = _class_targets("softmax_cross_entropy", logits, labels)
-    return -_per_example(targets * jax.nn.log_softmax(logits))
+    logits, targets, invalid = _class_targets("softmax_cross_entropy", logits, labels)
+    return _per_position(-jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1), invalid)
 
 
 def categorical_hinge(scores, labels) -> Array:
     """Multi-class (Crammer–Singer) hinge ``max(0, 1 + max_{j≠y} s_j − s_y)``.
 
     ``scores`` ``(batch, ..., classes)``; ``labels`` integer classes ``(batch, ...)`` or one-hot
-    floats ``(batch, ..., classes)``. Axes between batch and classes are summed.
+    floats ``(batch, ..., classes)``. Axes between batch and classes are summed. Padding as in
+    ``softmax_cross_entropy``: label −1 or an all-zero target row gives 0, another label outside
+    ``[0, classes)`` NaN.
     """
-    scores, targets = _class_targets("categorical_hinge", scores, labels, "scores")
+    scores, targets, invalid = _class_targets("categorical_hinge", scores, labels, "scores")
     true_score = jnp.sum(targets * scores, axis=-1)
     best_other = jnp.max(jnp.where(targets > 0, -jnp.inf, scores), axis=-1)
-    return _per_example(jax.nn.relu(1 + best_other - true_score))
+    has_class = jnp.any(targets > 0, axis=-1)
+    margins = jnp.where(has_class, jax.nn.relu(1 + best_other - true_score), 0)
+    return _per_position(margins, invalid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,70 +261,18 @@ def get(name_or_loss: str | Loss) -> Loss:
 # --------------------------------------------------------------------------------------------
 # Weight penalties.
 
-# Leaf names that are not weights: biases and normalisation shifts and scales.
-NOT_DECAYED = ("b", "bias", "beta", "gamma", "scale", "offset")
-
-
-def _leaf_name(path) -> object:
-    """The dict key or attribute name of a leaf's last path entry (None for list positions)."""
-    if not path:
-        return None
-    last = path[-1]
-    if isinstance(last, jax.tree_util.DictKey):
-        return last.key
-    if isinstance(last, jax.tree_util.GetAttrKey):
-        return last.name
-    return None
-
-
-def weights_mask(params, skip: Collection[str] = NOT_DECAYED):
-    """A pytree of bools shaped like ``params``: True for leaves whose name is not in ``skip``.
-
-    The name is the leaf's last dict key (or NamedTuple field), so ``{"dense": {"w": .., "b": ..}}``
-    gives ``{"dense": {"w": True, "b": False}}``.
-    """
-    if isinstance(skip, str):
-        raise TypeError(
-            f"weights_mask: skip must be a collection of names such as ('b', 'bias'); "
-            f"got the string {skip!r}"
-        )
-    skip = frozenset(skip)
-    return jax.tree_util.tree_map_with_path(lambda path, _: _leaf_name(path) not in skip, params)
-
-
-def _mask_leaves(penalty: str, params, mask) -> list[bool]:
-    """One Python bool per leaf of ``params``, from ``mask`` (None, a predicate or a pytree)."""
-    if mask is None:
-        mask = weights_mask(params)
-    elif callable(mask):
-        mask = jax.tree_util.tree_map_with_path(mask, params)
-    elif jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(params):
-        raise ValueError(
-            f"{penalty}: mask must have the tree structure of params;\n"
-            f"  mask:   {jax.tree_util.tree_structure(mask)}\n"
-            f"  params: {jax.tree_util.tree_structure(params)}"
-        )
-    flags = jax.tree_util.tree_leaves(mask)
-    for flag in flags:
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(
-                f"{penalty}: mask entries must be Python bools (the mask is static); "
-                f"got {type(flag).__name__}"
-            )
-    return flags
-
-
 def _penalty(name: str, per_leaf: Callable[[Array], Array], params, mask) -> Array:
-    flags = _mask_leaves(name, params, mask)
-    terms = [per_leaf(leaf) for leaf, keep in zip(jax.tree_util.tree_leaves(params), flags) if keep]
+    terms = [per_leaf(leaf) for leaf in param_masks.selected_leaves(mask, params, where=name)]
     return jnp.asarray(sum(terms, 0.0))
 
 
 def l2_penalty(params, mask=None) -> Array:
     """``½ Σ w²`` over the masked leaves of ``params``; a scalar.
 
-    ``mask``: None (skip leaves named as in ``NOT_DECAYED``, i.e. biases), a pytree of bools
-    shaped like ``params`` (see ``weights_mask``), or a predicate ``(path, leaf) -> bool``.
+    ``mask`` selects the leaves as everywhere in fnn (``fnn.param_masks``): None (the weights:
+    every leaf not named as in ``param_masks.NOT_WEIGHTS``, i.e. not biases), a bool, a prefix
+    tree of bools (``{"dense_0": True}``), a collection of layer names, or a predicate
+    ``(path, leaf) -> bool``.
     The course's weight decay ``C = C0 + λ/(2P) Σ w²`` (P training patterns) is
     ``C0 + (λ / P) * l2_penalty(params)``.
     """

@@ -155,6 +155,30 @@ def accuracy_from_logits(logits, labels, mask=None):
     return _divide(jnp.sum(jnp.where(correct, weight, 0)), jnp.sum(weight), 0.0)
 
 
+def _roc_counts(function, scores, labels, mask):
+    """The ROC curve as integer counts: ``(fp, tp)``, each ``(n + 1,)``, the negatives and
+    positives scoring at or above each threshold (every score, from the highest down), starting
+    at 0; and the sorted scores ``(n,)``."""
+    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
+    if scores.ndim != 1 or labels.shape != scores.shape:
+        raise ValueError(
+            f"{function}: expected scores and labels of the same shape (n,); got scores "
+            f"{scores.shape} and labels {labels.shape}."
+        )
+    weight = _mask_weights(function, mask, scores.shape)
+    order = jnp.argsort(-scores)
+    thresholds = scores[order]
+    is_positive = labels[order].astype(bool)
+    positives_above = jnp.cumsum(jnp.where(is_positive, weight[order], 0))
+    negatives_above = jnp.cumsum(jnp.where(is_positive, 0, weight[order]))
+    # Every example tied with the threshold is on the positive side: use the end of its tie group.
+    group_end = jnp.searchsorted(-thresholds, -thresholds, side="right") - 1
+    zero = jnp.zeros((1,), positives_above.dtype)
+    tp = jnp.concatenate([zero, positives_above[group_end]])
+    fp = jnp.concatenate([zero, negatives_above[group_end]])
+    return fp, tp, thresholds
+
+
 def roc_curve(scores, labels, mask=None):
     """ROC curve of a binary score: true-positive rate against false-positive rate.
 
@@ -171,32 +195,43 @@ def roc_curve(scores, labels, mask=None):
       ``+inf``. Fixed size, so it works under ``jit``; tied scores give repeated points. If the
       data has no positives (negatives), TPR (FPR) is 0 throughout.
     """
-    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
-    if scores.ndim != 1 or labels.shape != scores.shape:
-        raise ValueError(
-            f"roc_curve: expected scores and labels of the same shape (n,); got scores "
-            f"{scores.shape} and labels {labels.shape}."
-        )
-    weight = _mask_weights("roc_curve", mask, scores.shape)
-    order = jnp.argsort(-scores)
-    thresholds = scores[order]
-    is_positive = labels[order].astype(bool)
-    positives_above = jnp.cumsum(jnp.where(is_positive, weight[order], 0))
-    negatives_above = jnp.cumsum(jnp.where(is_positive, 0, weight[order]))
-    # Every example tied with the threshold is on the positive side: use the end of its tie group.
-    group_end = jnp.searchsorted(-thresholds, -thresholds, side="right") - 1
-    zero = jnp.zeros((1,), positives_above.dtype)
-    tpr = _divide(jnp.concatenate([zero, positives_above[group_end]]), positives_above[-1], 0.0)
-    fpr = _divide(jnp.concatenate([zero, negatives_above[group_end]]), negatives_above[-1], 0.0)
+    fp, tp, thresholds = _roc_counts("roc_curve", scores, labels, mask)
+    tpr = _divide(tp, tp[-1], 0.0)
+    fpr = _divide(fp, fp[-1], 0.0)
     thresholds = jnp.concatenate([jnp.full((1,), jnp.inf, thresholds.dtype), thresholds])
     return fpr, tpr, thresholds
 
 
+def _widest_int():
+    """int64 when ``jax_enable_x64`` is on, else int32."""
+    return jax.dtypes.canonicalize_dtype(jnp.int64)
+
+
 def roc_auc(scores, labels, mask=None):
     """Area under the ROC curve (trapezoid rule): the probability that a random positive scores
-    above a random negative, ties counting one half. A scalar; 0.0 if either class is absent."""
-    fpr, tpr, _ = roc_curve(scores, labels, mask)
-    return jnp.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1])) / 2
+    above a random negative, ties counting one half. A scalar; 0.0 if either class is absent.
+
+    Computed from the integer counts, ``AUC = Σ_i (FP_{i+1} − FP_i)(TP_{i+1} + TP_i) / (2PN)``:
+    the numerator is an exact integer sum, so jit and eager agree to the last bit and the only
+    roundings are its conversion to float and the division (float64 with ``jax_enable_x64``: the
+    sum is int64 and the result within an ulp or two of the exact fraction). In 32-bit mode the sum
+    is exact while ``2PN < 2**31`` (e.g. 10,000 examples of 10 classes, micro-averaged) and a
+    float32 sum of the same terms beyond.
+    """
+    fp, tp, _ = _roc_counts("roc_auc", scores, labels, mask)
+    integer = _widest_int()
+    fp, tp = fp.astype(integer), tp.astype(integer)
+    fp_steps, tp_sums = fp[1:] - fp[:-1], tp[1:] + tp[:-1]
+    numerator = jnp.sum(fp_steps * tp_sums)
+    denominator = 2 * tp[-1] * fp[-1]
+    if integer == jnp.int32:  # the integers may overflow: check the bound in floats
+        as_float = jnp.asarray(fp_steps, float), jnp.asarray(tp_sums, float)
+        float_numerator = jnp.sum(as_float[0] * as_float[1])
+        float_denominator = 2 * jnp.asarray(tp[-1], float) * jnp.asarray(fp[-1], float)
+        exact = float_denominator < 2.0 ** 31
+        return jnp.where(exact, _divide(numerator, denominator, 0.0),
+                         _divide(float_numerator, float_denominator, 0.0))
+    return _divide(numerator, denominator, 0.0)
 
 
 def roc_curve_ovr(scores, labels, mask=None):
@@ -309,9 +344,12 @@ def _check_confusion_matrix(function, cm):
 
 
 def _divide(numerator, denominator, zero_division):
-    """``numerator / denominator`` in the default float dtype, ``zero_division`` where the denominator is 0."""
+    """``numerator / denominator`` in the default float dtype (float64 with ``jax_enable_x64``,
+    also for integer counts), ``zero_division`` where the denominator is 0."""
+    numerator = jnp.asarray(numerator, float)
+    denominator = jnp.asarray(denominator, float)
     nonzero = denominator != 0
-    ratio = jnp.true_divide(numerator, jnp.where(nonzero, denominator, 1))
+    ratio = numerator / jnp.where(nonzero, denominator, 1)
     return jnp.where(nonzero, ratio, jnp.asarray(zero_division, ratio.dtype))
 
 

@@ -20,8 +20,8 @@ dead_fraction   for element-wise activation layers: the fraction of units (last 
 ==============  ==========================================================================
 
 W is a layer's weights: its parameter leaves not named like a bias or a normalization parameter
-(`fnn.losses.NOT_DECAYED`); layers without weights get no parameter statistics. A *layer* is a
-top-level key of ``params``; for a `serial` model (``model.layers``) these are its children, in
+(the default mask of `fnn.param_masks`, as for penalties and weight decay); layers without
+weights get no parameter statistics. A *layer* is a top-level key of ``params``; for a `serial` model (``model.layers``) these are its children, in
 order, and the activation statistics apply them one by one. A child that is itself a
 combinator counts as one layer (its output is what is measured). Other models get the parameter
 statistics only.
@@ -41,9 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import losses
+from fnn import losses, param_masks
 from fnn.core import Layer
-from fnn.data._checks import check_int
+from fnn.checks import check_int
 from fnn.optim import Optimizer, apply_updates
 
 STATS = ("grad_norm", "update_ratio", "weight_var", "act_var", "dead_fraction")
@@ -70,8 +70,7 @@ def layer_outputs(model: Layer, params, state, inputs) -> Dict[str, jax.Array]:
 
 def _weights(tree, like) -> List[jax.Array]:
     """The leaves of ``tree`` at the weight positions of ``like`` (a tree of the same shape)."""
-    keep = jax.tree_util.tree_leaves(losses.weights_mask(like))
-    return [leaf for leaf, k in zip(jax.tree_util.tree_leaves(tree), keep) if k]
+    return param_masks.selected_leaves(None, like, where="monitor", tree=tree)
 
 
 def _norm(leaves) -> jax.Array:

@@ -21,6 +21,10 @@ from fnn.layers import (
     LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh, branch,
     parallel, residual, serial)
 from fnn.layers import DropConnect, Dropout
+from fnn.layers import Bidirectional, GRUCell, JordanCell, LSTMCell, StackedRNN, TimeDistributed
+from fnn.layers import (
+    AvgPool2D, BatchNorm, Conv1D, Conv2D, Conv2DTranspose, Conv3D, GlobalAvgPool, GlobalMaxPool,
+    LayerNorm, MaxPool2D, MinPool1D, SeparableConv2D)
 from fnn.models import mlp
 
 
@@ -45,13 +49,16 @@ class Case(NamedTuple):
     zero_grad: the gradient is zero almost everywhere (binary step); finite differences are
       skipped and the gradient is checked to be exactly zero instead.
     inputs: make(key, shape, dtype) -> array, for layers that need special inputs (e.g. integer
-      indices); None means floats drawn by `make_inputs`.
+      indices); None means floats drawn by `fnn.testing.make_inputs` (away from 0 for kinks).
+    batch_stats: the layer computes statistics over the batch in train mode (BatchNorm), so
+      its train-mode output is not per example (`fnn.testing.check_layer(batch_stats=True)`).
     """
     name: str
     build: Callable[[Sizes], Tuple[Layer, object]]
     kinks: bool = False
     zero_grad: bool = False
     inputs: Optional[Callable] = None
+    batch_stats: bool = False
 
 
 def _same(layer_fn, kinks=False, zero_grad=False, name=None):
@@ -68,15 +75,20 @@ def _square(x):
 def RunningMean(decay: float = 0.9) -> Layer:
     """A minimal stateful layer, defined here so the state tests bite before fnn has one:
     y = x − m, where m, the running mean of the features, moves towards the batch mean in train
-    mode only. State: ``mean`` (features,) float32 and ``steps`` () int32."""
+    mode only; the batch mean leaves out the rows with ``context.mask`` 0 (padding). State:
+    ``mean`` (features,) float32 and ``steps`` () int32."""
     def init(key, input_shape):
         state = {"mean": jnp.zeros(input_shape[-1:], jnp.float32),
                  "steps": jnp.zeros((), jnp.int32)}
         return input_shape, {}, state
 
-    def apply(params, state, x, *, key=None, train=False):
+    def apply(params, state, x, *, key=None, train=False, context=None):
         if train:
-            batch_mean = x.mean(axis=tuple(range(x.ndim - 1)))
+            m = jnp.ones(x.shape[:1], x.dtype) if context is None or context.mask is None \
+                else context.mask.astype(x.dtype)
+            w = jnp.broadcast_to(jnp.expand_dims(m, tuple(range(1, x.ndim))), x.shape)
+            axes = tuple(range(x.ndim - 1))
+            batch_mean = (w * x).sum(axis=axes) / w.sum(axis=axes)
             mean = decay * state["mean"] + (1 - decay) * batch_mean
             state = {"mean": mean.astype(state["mean"].dtype), "steps": state["steps"] + 1}
         mean = jnp.expand_dims(state["mean"], tuple(range(x.ndim - 1))).astype(x.dtype)
@@ -153,9 +165,35 @@ CASES = [
     Case("serial_BinaryStep", lambda s: (serial(Dense(s.units), BinaryStep()),
                                          (s.batch, s.features)), kinks=True, zero_grad=True),
     # --- state (a test layer until fnn has stateful layers) --------------------------------
-    Case("RunningMean", lambda s: (RunningMean(), (s.batch, s.features))),
+    Case("RunningMean", lambda s: (RunningMean(), (s.batch, s.features)), batch_stats=True),
     Case("serial_stateful", lambda s: (serial(Dense(s.units), RunningMean(), Tanh()),
-                                       (s.batch, s.features))),
+                                       (s.batch, s.features)), batch_stats=True),
+    # --- convolution, pooling, normalization (images NHWC; spatial sizes from `features`);
+    # composed where possible, so that every layer is covered by few (costly) cases ----------
+    Case("serial_Conv1D_MinPool1D", lambda s: (
+        serial(Conv1D(s.units, 2, dilation=2, padding="SAME"), MinPool1D(2, 1)),
+        (s.batch, s.features + 1, 3))),
+    Case("serial_Conv3D_GlobalMaxPool", lambda s: (
+        serial(Conv3D(s.units, 2, padding=(1, 0, 1)), GlobalMaxPool(keepdims=True)),
+        (s.batch, 3, 2, s.features + 1, 2))),
+    Case("serial_Conv2DTranspose_SeparableConv2D_LayerNorm", lambda s: (
+        serial(Conv2DTranspose(s.units, 3, strides=2, padding="SAME", output_padding=1),
+               SeparableConv2D(s.units, 2, depth_multiplier=2), LayerNorm()),
+        (s.batch, s.features, 3, 2))),
+    Case("serial_cnn", lambda s: (
+        serial(Conv2D(2 * s.units, (3, 2), strides=2, padding=1, groups=2, flip_kernel=True),
+               BatchNorm(pytorch_momentum=0.1, running_variance="unbiased"), ReLU(),
+               MaxPool2D(2), AvgPool2D(3, 1, "SAME"), GlobalAvgPool(), Dense(2)),
+        (s.batch, 2 * s.features + 2, 2 * s.features + 1, 4)), kinks=True, batch_stats=True),
+    # --- recurrent (sequences (batch, time, features); masks are tested in test_recurrent.py;
+    # composed, since every scanned case is costly) ---------------------------------------------
+    Case("Bidirectional_LSTM_peepholes", lambda s: (
+        Bidirectional(LSTMCell(s.units, peepholes=True), merge="sum"), (s.batch, 3, s.features))),
+    Case("StackedRNN_GRU_Jordan_learned_carry", lambda s: (
+        StackedRNN(GRUCell(s.units, reset_after=True), JordanCell(s.units, 2), dropout=0.5,
+                   initial_carry="learned", return_sequences=False), (s.batch, 3, s.features))),
+    Case("TimeDistributed_Maxout", lambda s: (TimeDistributed(Maxout(s.units)),
+                                              (s.batch, 3, s.features)), kinks=True),
     # --- models ------------------------------------------------------------------------------
     Case("mlp_images", lambda s: (mlp([s.units, 2], activation="sigmoid"),
                                   (s.batch, s.features, 3))),
@@ -167,51 +205,3 @@ CASES = [
 _names = [c.name for c in CASES]
 assert len(set(_names)) == len(_names), "registry case names must be unique"
 
-
-def is_shape(s):
-    """True for one shape: a tuple of ints (or None for an unknown batch axis)."""
-    return isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)
-
-
-def leaf_shapes(tree_of_shapes):
-    """The shapes in a shape or in a (nested) tuple of shapes, as a flat list."""
-    if is_shape(tree_of_shapes):
-        return [tree_of_shapes]
-    return [s for sub in tree_of_shapes for s in leaf_shapes(sub)]
-
-
-def map_shapes(fn, tree_of_shapes):
-    """Apply ``fn`` to every shape in a shape or tuple of shapes, keeping the nesting."""
-    if is_shape(tree_of_shapes):
-        return fn(tree_of_shapes)
-    return tuple(map_shapes(fn, s) for s in tree_of_shapes)
-
-
-def make_inputs(case: Case, input_shape, seed: int = 0, dtype=jnp.float32):
-    """Deterministic test inputs of ``input_shape`` (an array or a tuple of arrays).
-
-    Cases with kinks get values of magnitude in [0.25, 1.5] with random signs, away from 0.
-    """
-    rng = np.random.default_rng(seed)
-
-    def one(shape):
-        if case.inputs is not None:
-            return case.inputs(jax.random.PRNGKey(seed), shape, dtype)
-        if case.kinks:
-            x = rng.uniform(0.25, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
-        else:
-            x = rng.normal(size=shape)
-        return jnp.asarray(np.asarray(x, dtype))  # converted by NumPy: no XLA compilation
-
-    return map_shapes(one, input_shape)
-
-
-def cast_floats(tree, dtype):
-    """Cast the floating leaves of a pytree to ``dtype`` (integer leaves are left alone)."""
-    return jax.tree_util.tree_map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def with_batch(shape_tree, batch):
-    """Replace a ``None`` batch axis by ``batch`` in a shape or tuple of shapes."""
-    return map_shapes(lambda s: tuple(batch if d is None else d for d in s), shape_tree)

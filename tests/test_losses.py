@@ -182,9 +182,24 @@ def test_integer_labels_equal_one_hot_targets(name):
     np.testing.assert_allclose(gradients, one_hot_gradients, rtol=1e-6)
 
 
-def test_softmax_cross_entropy_ignores_out_of_range_labels():
-    values = jax.jit(losses.softmax_cross_entropy)(jnp.zeros((3, 4)), jnp.array([-1, 4, 2]))
-    np.testing.assert_allclose(values, [0.0, 0.0, np.log(4.0)], rtol=1e-6)
+@pytest.mark.parametrize("loss", [losses.softmax_cross_entropy, losses.categorical_hinge],
+                         ids=["softmax_cross_entropy", "categorical_hinge"])
+def test_padding_label_gives_zero_and_other_out_of_range_labels_nan(loss):
+    """One convention for the class losses: −1 pads (0, no gradient), as does an all-zero
+    one-hot row; a label >= C or < −1 is NaN, never a silent 0 (it was 0 for softmax
+    cross-entropy and 3.0 for categorical_hinge with −1)."""
+    scores = jnp.array([[2.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0],
+                        [1.0, 0.0, 0.0, 0.0]])
+    values = jax.jit(loss)(scores, jnp.array([-1, 4, 2, -2]))
+    assert values[0] == 0.0 and np.isnan(values[1]) and np.isnan(values[3])
+    assert np.isfinite(values[2]) and values[2] == loss(scores[2:3], jnp.array([2]))[0]
+    np.testing.assert_array_equal(loss(scores[:1], jnp.zeros((1, 4))), [0.0])
+    gradient = jax.grad(lambda s: loss(s, jnp.array([-1, 2, 2, 2]))[0])(scores)
+    np.testing.assert_array_equal(gradient, np.zeros((4, 4)))
+    # per position along a time axis: only the padded step drops out
+    per_step = loss(scores[None], jnp.array([[-1, 1, 2, 0]]))
+    np.testing.assert_allclose(per_step, loss(scores[1:], jnp.array([1, 2, 0])).sum(keepdims=True),
+                               rtol=1e-6)
 
 
 def test_binary_cross_entropy_eps_clips_probabilities(x64):
@@ -417,20 +432,6 @@ def weight_leaves(params):
             params["gates"].w]
 
 
-def test_weights_mask_skips_biases_and_normalisation():
-    assert losses.weights_mask(make_params()) == {
-        "conv": {"w": True, "b": False},
-        "norm": {"gamma": False, "beta": False},
-        "layers": [{"w": True, "bias": False}, {"w": True}],
-        "gates": Gates(w=True, b=False),
-    }
-
-
-def test_weights_mask_custom_skip():
-    mask = losses.weights_mask({"w": 1.0, "b": 2.0, "embedding": 3.0}, skip=("embedding",))
-    assert mask == {"w": True, "b": True, "embedding": False}
-
-
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_penalties_count_weights_only(jit, x64):
     params = make_params()
@@ -490,18 +491,12 @@ def test_penalty_errors():
     params = {"dense": {"w": jnp.ones(2), "b": jnp.ones(2)}}
     with pytest.raises(
         ValueError,
-        match=r"l2_penalty: mask must have the tree structure of params;\n"
-        r"  mask:   PyTreeDef\(\{'dense': \{'w': \*\}\}\)\n"
-        r"  params: PyTreeDef\(\{'dense': \{'b': \*, 'w': \*\}\}\)",
+        match=r"l2_penalty: mask\['dense'\] names \['kernel'\], which params\['dense'\] does "
+        r"not have; its keys are \['w', 'b'\]",
     ):
-        losses.l2_penalty(params, {"dense": {"w": True}})
+        losses.l2_penalty(params, {"dense": {"kernel": True}})
     with pytest.raises(
-        TypeError, match=r"l1_penalty: mask entries must be Python bools \(the mask is static\); "
+        TypeError, match=r"l1_penalty: mask entries must be Python bools \(masks are static\); "
         r"got .*Array"
     ):
         losses.l1_penalty(params, lambda path, leaf: leaf.sum() > 0)
-    with pytest.raises(
-        TypeError, match=r"weights_mask: skip must be a collection of names such as "
-        r"\('b', 'bias'\); got the string 'b'"
-    ):
-        losses.weights_mask(params, skip="b")

@@ -94,3 +94,46 @@ def test_absent_class_by_hand():
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def exact_auc(scores, positive):
+    """The AUC as an exact fraction: (2·#(pos > neg) + #(pos = neg)) / (2PN) over all pairs."""
+    from fractions import Fraction
+    pos, neg = scores[positive], scores[~positive]
+    diff = pos[:, None] - neg[None, :]
+    return Fraction(int(2 * np.sum(diff > 0) + np.sum(diff == 0)), 2 * len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("use_x64", [False, True], ids=["float32", "float64"])
+def test_micro_auc_on_tied_scores_under_jit_is_the_exact_fraction(use_x64):
+    """1,200 pooled (example, class) scores with heavy ties: the AUC, computed from integer
+    counts, is the exact rational number rounded once or twice, under jit as in eager (it was
+    3e-6 off under jit in float32, from summing float ratios)."""
+    rng = np.random.default_rng(0)
+    n, classes = 400, 3
+    scores = rng.integers(0, 7, size=(n, classes)).astype(np.float32) / 7
+    labels = rng.integers(0, classes, size=n).astype(np.int32)
+    expected = exact_auc(scores.ravel(), (labels[:, None] == np.arange(classes)).ravel())
+    with jax.enable_x64(use_x64):
+        micro = jax.jit(lambda s, y: metrics.roc_auc_ovr(s, y, average="micro"))(
+            jnp.asarray(scores), jnp.asarray(labels))
+        eager = metrics.roc_auc_ovr(jnp.asarray(scores), jnp.asarray(labels), average="micro")
+    assert micro.dtype == (jnp.float64 if use_x64 else jnp.float32)
+    ulp = np.finfo(micro.dtype).eps * float(expected)
+    assert abs(float(micro) - float(expected)) <= 2 * ulp
+    assert float(micro) == float(eager)
+
+
+def test_every_ratio_follows_the_float64_default(x64):
+    """Counts are int32, ratios float64 under x64 (int32 / int32 was float32)."""
+    labels, predictions = jnp.array([0, 1, 2, 2, 1]), jnp.array([0, 2, 2, 1, 1])
+    cm = metrics.confusion_matrix(labels, predictions, 3)
+    assert cm.dtype == jnp.int32
+    ratios = [metrics.accuracy(cm), metrics.precision(cm), metrics.recall(cm, "micro"),
+              metrics.specificity(cm, "macro"), metrics.f1(cm),
+              metrics.accuracy_from_logits(jax.nn.one_hot(predictions, 3), labels),
+              *metrics.roc_curve(jnp.arange(5.0), labels == 1)[:2],
+              metrics.roc_auc(jnp.arange(5.0), labels == 1),
+              metrics.roc_auc_ovr(jax.nn.one_hot(predictions, 3), labels, average="macro")]
+    assert [r.dtype for r in ratios] == [jnp.float64] * len(ratios)
+    np.testing.assert_array_equal(metrics.precision(cm), [1.0, 1 / 2, 1 / 2])

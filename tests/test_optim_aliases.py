@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fnn import checkpoint, optim
-from fnn.losses import weights_mask
+from fnn.param_masks import weights as weights_mask
 
 
 def decaying(initial, rate):
@@ -29,14 +29,18 @@ OPTIMIZERS = {name: optim.get(name)(0.01) for name in optim.ALIASES} | {
                                                        eps_inside_sqrt=False),
     "adamax_pytorch": optim.adamax(eps_inside_max=True),
     "nadam_no_schedule": optim.nadam(momentum_decay=None),
+    "momentum_dampening": optim.sgd(0.01, 0.9, form="pytorch", dampening=0.3),
+    "nadam_l2": optim.nadam(weight_decay=0.1),
+    "adamw_amsgrad_maximize": optim.adamw(0.01, amsgrad=True, maximize=True),
 }
 # Zero gradients leave the parameters alone from a fresh state, except for AdamW (its decoupled
 # decay shrinks the weights). Once other gradients were seen, the rules with a velocity or a first
 # moment keep moving; the others (sgd, adagrad, adadelta, rmsprop, rprop, sign_sgd) stay still.
-MOVES_FROM_SCRATCH = {"adamw"}
+MOVES_FROM_SCRATCH = {"adamw", "nadamw", "nadam_l2", "adamw_amsgrad_maximize"}
 KEEPS_MOVING = {"momentum", "nesterov", "momentum_pytorch", "momentum_ema", "nesterov_pytorch",
                 "rmsprop_pytorch_centered_momentum", "adam", "adamw", "adamax", "adamax_pytorch",
-                "nadam", "nadam_no_schedule"}
+                "nadam", "nadam_no_schedule", "amsgrad", "nadamw", "radam", "momentum_dampening",
+                "nadam_l2", "adamw_amsgrad_maximize"}
 
 PARAMS = {"dense": {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3),
                     "b": jnp.array([0.5, -0.5, 0.0])},
@@ -168,6 +172,9 @@ CONVERGENCE = [
     ("adamw", optim.adamw(decaying(0.1, 0.995), weight_decay=1e-3), 1000, 2e-3),
     ("adamax", optim.adamax(decaying(0.1, 0.995)), 1000, 1e-4),
     ("nadam", optim.nadam(decaying(0.1, 0.995)), 1000, 1e-4),
+    ("amsgrad", optim.adam(decaying(0.1, 0.995), amsgrad=True), 1000, 1e-4),
+    ("nadamw", optim.nadamw(decaying(0.1, 0.995), weight_decay=1e-3), 1000, 2e-3),
+    ("radam", optim.radam(decaying(0.1, 0.995)), 1000, 1e-4),
     ("rprop", optim.rprop(), 200, 1e-4),
     ("sign_sgd", optim.sign_sgd(decaying(0.1, 0.99)), 1000, 1e-4),
 ]

@@ -100,7 +100,8 @@ def test_apply_updates_keeps_each_parameters_dtype():
 
 
 def test_get_knows_every_alias():
-    assert sorted(optim.ALIASES) == ["adadelta", "adagrad", "adam", "adamax", "adamw", "momentum",
-                                     "nadam", "nesterov", "rmsprop", "rprop", "sgd", "sign_sgd"]
+    assert sorted(optim.ALIASES) == ["adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad",
+                                     "momentum", "nadam", "nadamw", "nesterov", "radam", "rmsprop",
+                                     "rprop", "sgd", "sign_sgd"]
     for name in optim.ALIASES:
         assert isinstance(optim.get(name)(0.01), optim.Optimizer)

@@ -137,18 +137,53 @@ def ref_adamax(grads, theta, lr, b1, b2, eps, torch_style):
     return out
 
 
-def ref_nadam(grads, theta, lr, b1, b2, eps, psi):
-    """torch.optim.NAdam (Dozat 2016 with the μ_t schedule); psi=None: μ_t = β1."""
+def ref_nadam(grads, theta, lr, b1, b2, eps, psi, weight_decay=0.0, decoupled=False):
+    """torch.optim.NAdam (Dozat 2016 with the μ_t schedule); psi=None: μ_t = β1. weight_decay λ:
+    g ← g + λθ, or with decoupled (NAdamW) θ ← θ(1 − ηλ) before the step."""
     def mu(t):
         return b1 if psi is None else b1 * (1 - 0.5 * 0.96 ** (t * psi))
     m, v, mu_product, out = 0.0 * theta, 0.0 * theta, 1.0, []
     for t, g in enumerate(grads, start=1):
+        if decoupled:
+            new_theta = theta * (1 - lr * weight_decay)
+        else:
+            g, new_theta = g + weight_decay * theta, theta
         mu_product *= mu(t)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         denominator = np.sqrt(v / (1 - b2 ** t)) + eps
-        out.append(-lr * (1 - mu(t)) / (1 - mu_product) * g / denominator
-                   - lr * mu(t + 1) / (1 - mu_product * mu(t + 1)) * m / denominator)
+        new_theta = (new_theta - lr * (1 - mu(t)) / (1 - mu_product) * g / denominator
+                     - lr * mu(t + 1) / (1 - mu_product * mu(t + 1)) * m / denominator)
+        out.append(new_theta - theta)
+        theta = new_theta
+    return out
+
+
+def ref_amsgrad(grads, theta, lr, b1, b2, eps):
+    """torch.optim.Adam(amsgrad=True): v_max = max(v_max, v), θ −= η m̂ / (√(v_max/(1 − β2^t)) + ε)."""
+    m, v, v_max, out = 0.0 * theta, 0.0 * theta, 0.0 * theta, []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        v_max = np.maximum(v_max, v)
+        out.append(-lr * m / (1 - b1 ** t) / (np.sqrt(v_max) / np.sqrt(1 - b2 ** t) + eps))
+    return out
+
+
+def ref_radam(grads, theta, lr, b1, b2, eps):
+    """Liu et al. 2020, Algorithm 2, with torch.optim.RAdam's threshold 5 and ε."""
+    rho_inf = 2 / (1 - b2) - 1
+    m, v, out = 0.0 * theta, 0.0 * theta, []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** t)
+        rho = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+        if rho > 5:
+            r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            out.append(-lr * m_hat * r * np.sqrt(1 - b2 ** t) / (np.sqrt(v) + eps))
+        else:
+            out.append(-lr * m_hat)
     return out
 
 
@@ -224,6 +259,17 @@ CASES = [
      lambda g, p: ref_nadam(g, p, 0.01, 0.9, 0.999, 1e-8, 0.5)),
     ("nadam_no_schedule", optim.nadam(0.01, momentum_decay=None),
      lambda g, p: ref_nadam(g, p, 0.01, 0.9, 0.999, 1e-8, None)),
+    ("nadam_l2", optim.nadam(0.01, weight_decay=0.1, mask=True),
+     lambda g, p: ref_nadam(g, p, 0.01, 0.9, 0.999, 1e-8, 0.004, weight_decay=0.1)),
+    ("nadamw", optim.nadamw(0.01, weight_decay=0.1, mask=True),
+     lambda g, p: ref_nadam(g, p, 0.01, 0.9, 0.999, 1e-8, 0.004, 0.1, decoupled=True)),
+    ("amsgrad", optim.adam(0.01, 0.8, 0.9, amsgrad=True),
+     lambda g, p: ref_amsgrad(g, p, 0.01, 0.8, 0.9, 1e-8)),
+    ("radam", optim.radam(0.01), lambda g, p: ref_radam(g, p, 0.01, 0.9, 0.999, 1e-8)),
+    ("momentum_pytorch_dampening", optim.sgd(rising, 0.9, form="pytorch", dampening=0.3),
+     lambda g, p: ref_torch_sgd(g, p, rising, 0.9, dampening=0.3)),
+    ("momentum_classic_dampening", optim.sgd(0.1, 0.9, dampening=0.3),
+     lambda g, p: ref_torch_sgd(g, p, constant(0.1), 0.9, dampening=0.3)),
     ("rprop", optim.rprop(), lambda g, p: ref_rprop(g, p, 0.01)),
     ("sign_sgd", optim.sign_sgd(0.1), lambda g, p: ref_sign_sgd(g, p, 0.1)),
 ]
@@ -246,9 +292,51 @@ def run(optimizer, grads, params):
 def test_rule_matches_its_equations(x64, name, optimizer, reference, grads, params):
     expected = reference(grads, params)
     got = run(optimizer, grads, jnp.asarray(params))
-    rtol = 1e-6 if name.startswith("nadam") else 1e-12  # Nadam keeps Π μ_i in float32
     for step, (u, e) in enumerate(zip(got, expected)):
-        np.testing.assert_allclose(u, e, rtol=rtol, atol=1e-15, err_msg=f"{name}, step {step}")
+        np.testing.assert_allclose(u, e, rtol=1e-14, atol=1e-15, err_msg=f"{name}, step {step}")
+
+
+def test_radam_switches_to_the_rectified_step_at_pytorchs_threshold(x64):
+    """ρ_1 = 1 and ρ_t grows by about 1 per step: with β2 = 0.9 the first 5 steps are plain
+    momentum (ρ_t <= 5) and the rest rectified; the reference takes both branches."""
+    grads = np.random.default_rng(3).normal(size=(9, 3))
+    rho_inf = 2 / 0.1 - 1
+    rho = [rho_inf - 2 * t * 0.9 ** t / (1 - 0.9 ** t) for t in range(1, 10)]
+    assert sum(r > 5 for r in rho) == 4
+    expected = ref_radam(grads, VECTOR_PARAMS, 0.01, 0.8, 0.9, 1e-3)
+    got = run(optim.radam(0.01, 0.8, 0.9, eps=1e-3), grads, jnp.asarray(VECTOR_PARAMS))
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop",
+                                  "adam", "amsgrad", "adamw", "adamax", "nadam", "nadamw",
+                                  "radam", "rprop", "sign_sgd"])
+def test_maximize_climbs_as_descent_on_the_negated_gradient(x64, name):
+    """maximize=True (PyTorch's) is the same rule on −g: its updates on g are those on −g."""
+    ascent = optim.get(name)(0.01, maximize=True)
+    descent = optim.get(name)(0.01)
+    params = jnp.asarray(VECTOR_PARAMS)
+    np.testing.assert_array_equal(run(ascent, VECTOR_GRADS, params),
+                                  run(descent, -VECTOR_GRADS, params))
+
+
+def test_every_state_follows_the_parameters_dtype(x64):
+    """In a float64 run every float in every optimizer state is float64 (Nadam's running product
+    of momenta was float32, costing 2e-9 against PyTorch from the first step)."""
+    params = {"w": jnp.asarray(VECTOR_PARAMS), "b": jnp.zeros(2)}
+    grads = {"w": jnp.asarray(VECTOR_GRADS[0]), "b": jnp.ones(2)}
+    pieces = [optim.get(name)(0.01) for name in optim.ALIASES] + [
+        optim.sgd(0.1, 0.9, dampening=0.5), optim.adam(amsgrad=True),
+        optim.chain(optim.clip_by_global_norm(1.0), optim.scale_by_learning_rate(0.1),
+                    optim.scale_by_bold_driver(), optim.reduce_on_plateau()),
+        optim.accumulate_gradients(optim.adam(), every_k=2)]
+    for optimizer in pieces:
+        state = optimizer.init(params)
+        for _ in range(2):
+            _, state = optimizer.update(grads, state, params, loss=jnp.asarray(1.0))
+        floats = [x.dtype for x in jax.tree_util.tree_leaves(state)
+                  if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert floats and set(floats) == {jnp.dtype("float64")}, (optimizer, state)
 
 
 def test_ema_momentum_is_pytorch_dampening(x64):
@@ -333,27 +421,34 @@ def test_adamw_never_decays_biases_by_default(x64):
 # --- errors --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: optim.sgd("fast"), r"sgd: learning_rate must be a number >= 0 or a schedule"),
-    (lambda: optim.sgd(-0.1), r"sgd: learning_rate must be a number >= 0 .*got -0.1"),
+    (lambda: optim.sgd("fast"), r"sgd: `learning_rate` must be a real number >= 0 or a schedule"),
+    (lambda: optim.sgd(-0.1), r"sgd: `learning_rate` must be a real number >= 0 .*got -0.1"),
     (lambda: optim.sgd(0.1, 0.9, form="keras"),
-     r"sgd: form must be one of \('classic', 'pytorch', 'ema'\); got 'keras'"),
+     r"sgd: `form` must be one of \('classic', 'pytorch', 'ema'\); got 'keras'"),
     (lambda: optim.sgd(0.1, nesterov=True), r"sgd: nesterov=True needs a momentum in \(0, 1\)"),
-    (lambda: optim.sgd(0.1, 1.0), r"sgd: momentum must be a number in \[0, 1\); got 1.0"),
-    (lambda: optim.adam(beta1=1.0), r"scale_by_adam: beta1 must be a number in \[0, 1\); got 1.0"),
-    (lambda: optim.adam(beta1="0.9"), r"scale_by_adam: beta1 must be a number .*got '0.9'"),
-    (lambda: optim.adam(beta2=-0.1), r"scale_by_adam: beta2 must be a number in \[0, 1\)"),
-    (lambda: optim.adam(eps=-1e-8), r"scale_by_adam: eps must be a number >= 0"),
+    (lambda: optim.sgd(0.1, 1.0), r"sgd: `momentum` must be a real number in \[0, 1\); got 1.0"),
+    (lambda: optim.adam(beta1=1.0), r"scale_by_adam: `beta1` must be a real number in \[0, 1\); got 1.0"),
+    (lambda: optim.adam(beta1="0.9"), r"scale_by_adam: `beta1` must be a real number .*got '0.9'"),
+    (lambda: optim.adam(beta2=-0.1), r"scale_by_adam: `beta2` must be a real number in \[0, 1\)"),
+    (lambda: optim.adam(eps=-1e-8), r"scale_by_adam: `eps` must be a real number >= 0"),
     (lambda: optim.adagrad(initial_accumulator_value=-1),
-     r"scale_by_adagrad: initial_accumulator_value must be a number >= 0"),
-    (lambda: optim.adadelta(rho=1.5), r"scale_by_adadelta: rho must be a number in \[0, 1\)"),
-    (lambda: optim.rmsprop(decay=None), r"scale_by_rms: decay must be a number .*got None"),
-    (lambda: optim.rmsprop(momentum=2.0), r"scale_by_momentum: momentum must be a number in"),
-    (lambda: optim.nadam(momentum_decay=-1.0), r"scale_by_nadam: momentum_decay must be a number"),
-    (lambda: optim.rprop(decrease=1.5), r"scale_by_rprop: decrease must be a number in \(0, 1\)"),
-    (lambda: optim.rprop(increase=0.9), r"scale_by_rprop: increase must be a number > 1"),
+     r"scale_by_adagrad: `initial_accumulator_value` must be a real number >= 0"),
+    (lambda: optim.adadelta(rho=1.5), r"scale_by_adadelta: `rho` must be a real number in \[0, 1\)"),
+    (lambda: optim.rmsprop(decay=None), r"scale_by_rms: `decay` must be a real number .*got None"),
+    (lambda: optim.rmsprop(momentum=2.0), r"scale_by_momentum: `momentum` must be a real number in"),
+    (lambda: optim.nadam(momentum_decay=-1.0), r"scale_by_nadam: `momentum_decay` must be a real number"),
+    (lambda: optim.rprop(decrease=1.5), r"scale_by_rprop: `decrease` must be a real number in \(0, 1\)"),
+    (lambda: optim.rprop(increase=0.9), r"scale_by_rprop: `increase` must be a real number > 1"),
     (lambda: optim.rprop(min_step_size=1.0, max_step_size=0.5),
-     r"scale_by_rprop: max_step_size must be a number >= min_step_size = 1.0; got 0.5"),
+     r"scale_by_rprop: `max_step_size` must be a real number >= min_step_size = 1.0; got 0.5"),
     (lambda: optim.rprop(lambda t: 0.01), r"rprop: learning_rate is the initial per-weight step"),
+    (lambda: optim.sgd(0.1, 0.9, dampening=1.5),
+     r"sgd: `dampening` must be a real number in \[0, 1\]; got 1.5"),
+    (lambda: optim.sgd(0.1, 0.9, nesterov=True, dampening=0.1),
+     r"sgd: dampening=0.1 excludes nesterov=True"),
+    (lambda: optim.scale_by_momentum(0.9, ema=True, dampening=0.1),
+     r"scale_by_momentum: dampening=0.1 excludes ema=True"),
+    (lambda: optim.radam(beta2=1.0), r"scale_by_radam: `beta2` must be a real number in \[0, 1\)"),
     (lambda: optim.get("adamm"), r"unknown optimizer 'adamm'; expected one of \['adadelta', "),
 ])
 def test_bad_hyperparameters_are_named(make, message):

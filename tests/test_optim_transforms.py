@@ -204,7 +204,7 @@ def test_masks_nest():
     (lambda: T.freeze({"dense_0": {"kernel": True}}),
      r"freeze: mask\['dense_0'\] names \['kernel'\], which params\['dense_0'\] does not have"),
     (lambda: T.masked(T.clip(1.0), [True, False]),
-     r"masked: mask must be a bool, a dict of masks, or a pytree of bools shaped like params"),
+     r"masked: mask must be a bool, or a tree of bools shaped like params"),
     (lambda: T.add_decayed_weights(0.1, mask=lambda path, leaf: leaf.ndim),
      r"add_decayed_weights: mask entries must be Python bools \(masks are static\); got 1 "),
     (lambda: T.add_l1_decay(0.1, mask={"dense_0": {"w": 1}}),
@@ -359,22 +359,22 @@ def test_loss_driven_rules_need_a_scalar_loss(make):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: T.clip(-1.0), r"clip: max_delta must be a number >= 0; got -1.0"),
-    (lambda: T.clip_by_global_norm(float("nan")), r"clip_by_global_norm: max_norm must be a number >= 0"),
-    (lambda: T.add_decayed_weights(-0.1), r"add_decayed_weights: weight_decay must be a number >= 0"),
+    (lambda: T.clip(-1.0), r"clip: `max_delta` must be a real number >= 0; got -1.0"),
+    (lambda: T.clip_by_global_norm(float("nan")), r"clip_by_global_norm: `max_norm` must be a real number >= 0"),
+    (lambda: T.add_decayed_weights(-0.1), r"add_decayed_weights: `weight_decay` must be a real number >= 0"),
     (lambda: T.accumulate_gradients(T.clip(1.0), every_k=0),
-     r"accumulate_gradients: every_k must be a positive integer; got 0"),
+     r"accumulate_gradients: `every_k` must be a positive integer; got 0"),
     (lambda: T.scale_by_bold_driver(steps_per_period=1.5),
-     r"scale_by_bold_driver: steps_per_period must be a positive integer"),
+     r"scale_by_bold_driver: `steps_per_period` must be a positive integer"),
     (lambda: T.scale_by_bold_driver(decrease_factor=1.2),
-     r"scale_by_bold_driver: decrease_factor must be a number in \(0, 1\]; got 1.2"),
+     r"scale_by_bold_driver: `decrease_factor` must be a real number in \(0, 1\]; got 1.2"),
     (lambda: T.scale_by_bold_driver(max_error_ratio=0.9),
-     r"scale_by_bold_driver: max_error_ratio must be a number >= 1"),
-    (lambda: T.reduce_on_plateau(factor=1.0), r"reduce_on_plateau: factor must be a number in \(0, 1\)"),
+     r"scale_by_bold_driver: `max_error_ratio` must be a real number >= 1"),
+    (lambda: T.reduce_on_plateau(factor=1.0), r"reduce_on_plateau: `factor` must be a real number in \(0, 1\)"),
     (lambda: T.reduce_on_plateau(patience=-1),
-     r"reduce_on_plateau: patience must be an integer >= 0; got -1"),
+     r"reduce_on_plateau: `patience` must be an integer >= 0; got -1"),
     (lambda: T.reduce_on_plateau(threshold_mode="rel"),
-     r"reduce_on_plateau: threshold_mode must be 'relative' or 'absolute'; got 'rel'"),
+     r"reduce_on_plateau: `threshold_mode` must be one of \('relative', 'absolute'\); got 'rel'"),
 ])
 def test_bad_hyperparameters_raise_naming_the_function_and_argument(make, match):
     with pytest.raises(ValueError, match=match):

@@ -33,7 +33,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.ndimage import map_coordinates
 
-from fnn.data._checks import check_int, check_nonnegative
+from fnn.checks import check_int, check_nonnegative
 
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]  # (key, images) -> images
 

@@ -13,7 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from fnn.data._checks import check_int
+from fnn.checks import check_int
 
 
 def _unit_index(values: jax.Array, width: int) -> jax.Array:

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 import jax
 import numpy as np
 
-from fnn.data._checks import check_int
+from fnn.checks import check_int
 
 
 def _permutation(key, n: int) -> np.ndarray:

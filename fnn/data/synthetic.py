@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn.data._checks import check_int, check_nonnegative
+from fnn.checks import check_int, check_nonnegative
 
 Shape = Callable[[jax.Array, jax.Array], jax.Array]  # (key, labels (n,)) -> clean points (n, 2)
 

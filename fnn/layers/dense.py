@@ -5,21 +5,8 @@ import jax
 import jax.numpy as jnp
 
 from fnn import init as initializers
-from fnn.core import Layer, LayerError, check_rank, format_shape, size
-
-
-def _check_features(layer: str, x, n_in: int):
-    """Raise a `LayerError` unless the last axis of ``x`` has ``n_in`` features."""
-    if x.ndim < 2 or x.shape[-1] != n_in:
-        hint = " Did you forget a Flatten?" if x.ndim > 2 else ""
-        raise LayerError(layer, f"expects inputs of shape (batch, {n_in}); "
-                                f"got {format_shape(tuple(x.shape))}.{hint}")
-
-
-def _check_units(layer: str, **counts):
-    for arg, value in counts.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{layer}: `{arg}` must be a positive integer; got {value!r}.")
+from fnn.checks import check_features, check_int
+from fnn.core import Layer, check_rank, size
 
 
 def Dense(units: int, *, use_bias: bool = True, w_init="glorot_uniform", b_init="zeros",
@@ -30,7 +17,7 @@ def Dense(units: int, *, use_bias: bool = True, w_init="glorot_uniform", b_init=
     ``b`` (units,). Initializers may be names (``"he_normal"``) or `fnn.init` initializers.
     """
     name = f"Dense({units})"
-    _check_units(name, units=units)
+    check_int(name, "units", units)
     w_init, b_init = initializers.get(w_init), initializers.get(b_init)
 
     def init(key, input_shape):
@@ -44,13 +31,13 @@ def Dense(units: int, *, use_bias: bool = True, w_init="glorot_uniform", b_init=
         return tuple(input_shape[:-1]) + (units,), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_features(name, x, params["w"].shape[0])
+        check_features(name, x, params["w"].shape[0])
         z = x @ params["w"]
         if use_bias:  # b (units,) broadcast explicitly over the leading axes of z
             z = z + jnp.expand_dims(params["b"], tuple(range(z.ndim - 1)))
         return z, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "dense")
 
 
 def Flatten() -> Layer:
@@ -64,7 +51,7 @@ def Flatten() -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         return x.reshape(x.shape[0], -1), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "flatten")
 
 
 def Maxout(units: int, pieces: int = 2, *, w_init="glorot_uniform", b_init="zeros",
@@ -75,7 +62,8 @@ def Maxout(units: int, pieces: int = 2, *, w_init="glorot_uniform", b_init="zero
     ``b`` (pieces, units); piece k is initialized like a Dense kernel (n_in, units).
     """
     name = f"Maxout({units}, pieces={pieces})"
-    _check_units(name, units=units, pieces=pieces)
+    check_int(name, "units", units)
+    check_int(name, "pieces", pieces)
     w_init, b_init = initializers.get(w_init), initializers.get(b_init)
 
     def init(key, input_shape):
@@ -88,9 +76,9 @@ def Maxout(units: int, pieces: int = 2, *, w_init="glorot_uniform", b_init="zero
         return tuple(input_shape[:-1]) + (units,), params, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_features(name, x, params["w"].shape[1])
+        check_features(name, x, params["w"].shape[1])
         z = jnp.einsum("...i,kij->...kj", x, params["w"])  # (batch, ..., pieces, units)
         z = z + jnp.expand_dims(params["b"], tuple(range(z.ndim - 2)))
         return z.max(axis=-2), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "maxout")

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from fnn.core import Layer, LayerError, check_rank, format_shape
-from fnn.layers.dense import Dense, _check_features, _check_units
+from fnn.checks import check_features, check_int
+from fnn.layers.dense import Dense
 
 MODES = ("inverted", "classic")
 
@@ -97,7 +98,7 @@ def Dropout(drop_rate: float, *, mode: str = "inverted", broadcast_axes: Sequenc
         keep = _keep(key, drop_rate, _mask_shape(name, x.shape, broadcast_axes))
         return _drop(x, keep, drop_rate, scale=not classic), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "dropout")
 
 
 @contextlib.contextmanager
@@ -122,7 +123,7 @@ def DropConnect(units: int, drop_rate: float, *, per_example: bool = False, **de
     ``dtype``) go to `Dense`.
     """
     name = f"DropConnect({units}, {drop_rate})"
-    _check_units(name, units=units)
+    check_int(name, "units", units)
     drop_rate = _check_rate("DropConnect", drop_rate)
     dense = Dense(units, **dense_options)
 
@@ -132,7 +133,7 @@ def DropConnect(units: int, drop_rate: float, *, per_example: bool = False, **de
 
     def apply(params, state, x, *, key=None, train=False):
         w = params["w"]
-        _check_features(name, x, w.shape[0])
+        check_features(name, x, w.shape[0])
         if not train or drop_rate == 0:
             return dense.apply(params, state, x)
         _require_key(name, key)
@@ -145,7 +146,7 @@ def DropConnect(units: int, drop_rate: float, *, per_example: bool = False, **de
             return jax.vmap(lambda m, xi: dense_with(m, xi[None])[0])(masks, x), state
         return dense_with(_keep(key, drop_rate, w.shape), x), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "drop_connect")
 
 
 __all__ = ["Dropout", "DropConnect"]

@@ -4,8 +4,8 @@
   and the state readers ``step_count`` / ``learning_rate``.
 - ``rules``: the ``scale_by_*`` pieces (momentum, Adagrad, Adadelta, RMSprop, Adam, ...).
 - ``aliases``: the user-facing optimizers (``sgd``, ``adam``, ...) and ``get(name)`` for configs.
-- ``transforms``: clipping, weight decay, gradient accumulation, freezing, bold driver,
-  reduce-on-plateau.
+- ``transforms``: clipping, weight decay, gradient accumulation, freezing, masking (masks as in
+  ``fnn.param_masks``), negation (``maximize``), bold driver, reduce-on-plateau.
 - ``schedules``: learning-rate schedules.
 """
 from fnn.optim import aliases, base, rules, schedules, transforms

@@ -16,10 +16,14 @@ The contract every piece keeps:
   states); its structure, shapes and dtypes never change across updates, so it jits, scans and
   checkpoints with ``fnn.checkpoint``.
 - A piece that counts updates keeps the count in an int32 field named ``step``; a piece that scales
-  the updates by a learning rate keeps that rate in a float32 field named ``learning_rate`` (a
-  factor stacked on it, such as the bold driver's, in a field named ``scale``). ``step_count`` and
+  the updates by a learning rate keeps that rate in a field named ``learning_rate`` (a factor
+  stacked on it, such as the bold driver's, in a field named ``scale``). ``step_count`` and
   ``learning_rate`` read them back for logging.
+- Every float in a state follows the parameters' dtype: trees like the parameters leaf by leaf,
+  scalars in ``scalar_dtype(params)`` (at least float32; a float64 run stays float64 throughout).
 - Updates have the dtype of the gradients (hence of the parameters).
+- ``value_at(value, step)`` reads a "float or schedule" hyper-parameter; the argument checks
+  are ``fnn.checks``'.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+
+from fnn.checks import check_real
 
 Schedule = Callable[[jax.Array], jax.Array]  # step count -> value
 ScalarOrSchedule = Union[float, Schedule]
@@ -50,40 +56,30 @@ def apply_updates(params, updates):
     return jax.tree_util.tree_map(lambda p, u: (p + u).astype(p.dtype), params, updates)
 
 
-def evaluate(value: ScalarOrSchedule, step):
+def value_at(value: ScalarOrSchedule, step):
     """A hyper-parameter at ``step``: a constant, or a schedule called with the step count."""
     return value(step) if callable(value) else jnp.asarray(value)
 
 
-# --- hyper-parameter checks (at construction time, so mistakes surface before any tracing) -------
-
-def check_hyperparameter(owner: str, name: str, value, expected: str,
-                         is_valid: Callable[[float], bool]):
-    """Raise ``ValueError("{owner}: {name} must be a number {expected}; got ...")`` unless
-    ``value`` is a real number (Python, NumPy or a concrete 0-d array) that ``is_valid``."""
-    try:
-        valid = not isinstance(value, (bool, str, bytes)) and is_valid(float(value))
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"{owner}: {name} must be a number {expected}; got {value!r}.")
-
-
-def check_decay(owner: str, name: str, value):
-    """A decay rate or momentum coefficient: a number in [0, 1)."""
-    check_hyperparameter(owner, name, value, "in [0, 1)", lambda v: 0.0 <= v < 1.0)
-
-
-def check_non_negative(owner: str, name: str, value):
-    """A number >= 0 (ε, weight decay, an initial accumulator value)."""
-    check_hyperparameter(owner, name, value, ">= 0", lambda v: v >= 0.0)
+def scalar_dtype(params):
+    """The dtype of the float scalars a piece keeps in its state (a product of momenta, a factor
+    on the updates, a loss sum): the promoted dtype of the floating leaves of ``params``, at least
+    float32 (float64 for float64 parameters, float32 for bfloat16 ones), or the default float
+    dtype if there are none."""
+    dtypes = [leaf.dtype for leaf in jax.tree_util.tree_leaves(params)
+              if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)]
+    if not dtypes:
+        return jnp.result_type(float)
+    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
 
 
 def check_learning_rate(owner: str, value):
-    """A learning rate: a number >= 0, or a schedule ``step -> value`` (checked when called)."""
+    """A learning rate: a real number >= 0, or a schedule ``step -> value`` (checked when
+    called). Raises a ValueError naming ``owner``."""
     if not callable(value):
-        check_hyperparameter(owner, "learning_rate", value, ">= 0 or a schedule step -> value",
-                             lambda v: v >= 0.0)
+        check_real(owner, "learning_rate", value,
+                   expected="a real number >= 0 or a schedule step -> value",
+                   valid=lambda v: v >= 0.0)
 
 
 # --- gradient descent ----------------------------------------------------------------------------
@@ -102,12 +98,14 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> Optimizer:
 
     def init(params):
         step = jnp.zeros((), jnp.int32)
-        return ScaleByLearningRateState(step, jnp.asarray(evaluate(learning_rate, step), jnp.float32))
+        rate = jnp.asarray(value_at(learning_rate, step), scalar_dtype(params))
+        return ScaleByLearningRateState(step, rate)
 
     def update(grads, state, params=None, **extra):
-        rate = evaluate(learning_rate, state.step)
+        rate = value_at(learning_rate, state.step)
         updates = jax.tree_util.tree_map(lambda g: (-rate * g).astype(g.dtype), grads)
-        return updates, ScaleByLearningRateState(state.step + 1, jnp.asarray(rate, jnp.float32))
+        new_rate = jnp.asarray(rate, state.learning_rate.dtype)
+        return updates, ScaleByLearningRateState(state.step + 1, new_rate)
 
     return Optimizer(init, update)
 
@@ -176,5 +174,5 @@ def learning_rate(opt_state) -> jax.Array:
 
 
 __all__ = ["EmptyState", "Optimizer", "ScaleByLearningRateState", "Schedule", "ScalarOrSchedule",
-           "apply_updates", "chain", "evaluate", "learning_rate", "named_states",
+           "apply_updates", "chain", "learning_rate", "named_states",
            "scale_by_learning_rate", "step_count"]

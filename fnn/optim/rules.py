@@ -13,9 +13,14 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import tree_map
 
+from fnn.checks import check_in_range, check_nonnegative, check_real
 from fnn.optim.base import (
-    EmptyState, Optimizer, ScaleByLearningRateState, apply_updates, check_decay,
-    check_hyperparameter, check_non_negative, named_states)
+    EmptyState, Optimizer, ScaleByLearningRateState, apply_updates, named_states, scalar_dtype)
+
+
+def _check_decay(owner: str, name: str, value) -> float:
+    """A decay rate or momentum coefficient: a real number in [0, 1)."""
+    return check_in_range(owner, name, value, 0, 1, closed="left")
 
 
 # --- shared leaf-by-leaf helpers -----------------------------------------------------------------
@@ -59,23 +64,52 @@ class MomentumState(NamedTuple):
     velocity: Any  # like params
 
 
-def scale_by_momentum(momentum: float = 0.9, *, nesterov: bool = False,
-                      ema: bool = False) -> Optimizer:
+class DampedMomentumState(NamedTuple):
+    step: jax.Array  # int32: updates done so far (the first one is not damped)
+    velocity: Any    # like params
+
+
+def scale_by_momentum(momentum: float = 0.9, *, nesterov: bool = False, ema: bool = False,
+                      dampening: float = 0.0) -> Optimizer:
     """Momentum (Polyak 1964): ``v ← γ v + c g`` with ``c = 1``, or ``c = 1 − γ`` if ``ema``.
 
     Returns ``d = v``, or with ``nesterov`` ``d = c g + γ v`` (the new ``v``): Nesterov's look-ahead
     rewritten on the look-ahead parameters ``θ − γv`` so that no second gradient is needed
     (Sutskever et al. 2013, "On the importance of initialization and momentum in deep learning";
     PyTorch's ``nesterov=True``). Where this piece sits in a chain sets the form, see ``sgd``.
+
+    ``dampening`` τ is PyTorch's: ``v₁ = g₁`` (the first step is not damped), then
+    ``v ← γ v + (1 − τ) g``. It excludes ``ema`` (which damps every step by ``1 − γ``) and, as in
+    PyTorch, ``nesterov``.
     """
-    check_decay("scale_by_momentum", "momentum", momentum)
+    owner = "scale_by_momentum"
+    _check_decay(owner, "momentum", momentum)
+    dampening = check_in_range(owner, "dampening", dampening, 0, 1)
+    if dampening and (ema or nesterov):
+        raise ValueError(f"{owner}: dampening={dampening} excludes "
+                         f"{'ema=True' if ema else 'nesterov=True'} (PyTorch's SGD: Nesterov "
+                         f"momentum needs zero dampening).")
     gain = 1 - momentum if ema else 1
+
+    if dampening:
+        def init(params):
+            return DampedMomentumState(jnp.zeros((), jnp.int32), _zeros_like(params))
+
+        def update(grads, state, params=None, **extra):
+            _check_like_params(owner, grads, state.velocity)
+            first = state.step == 0
+            velocity = tree_map(
+                lambda g, v: jnp.where(first, g, momentum * v + (1 - dampening) * g).astype(v.dtype),
+                grads, state.velocity)
+            return velocity, DampedMomentumState(state.step + 1, velocity)
+
+        return Optimizer(init, update)
 
     def init(params):
         return MomentumState(_zeros_like(params))
 
     def update(grads, state, params=None, **extra):
-        _check_like_params("scale_by_momentum", grads, state.velocity)
+        _check_like_params(owner, grads, state.velocity)
         velocity = tree_map(lambda g, v: (momentum * v + gain * g).astype(v.dtype),
                                           grads, state.velocity)
         if not nesterov:
@@ -99,7 +133,8 @@ def nesterov_lookahead(params, opt_state, momentum: float):
     updates, in parameter units), hence ``θ − γv = θ + γ·velocity``.
     """
     states = named_states(opt_state)
-    positions = [i for i, s in enumerate(states) if isinstance(s, MomentumState)]
+    positions = [i for i, s in enumerate(states)
+                 if isinstance(s, (MomentumState, DampedMomentumState))]
     if len(positions) != 1:
         raise ValueError(f"nesterov_lookahead: opt_state must hold exactly one MomentumState; "
                          f"found {len(positions)} in {jax.tree_util.tree_structure(opt_state)}.")
@@ -125,8 +160,8 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0, eps: float = 1e-10)
     (``initial_accumulator_value=0``, ε = 1e-10); Keras/TF start at
     ``initial_accumulator_value=0.1`` (ε = 1e-7).
     """
-    check_non_negative("scale_by_adagrad", "initial_accumulator_value", initial_accumulator_value)
-    check_non_negative("scale_by_adagrad", "eps", eps)
+    check_nonnegative("scale_by_adagrad", "initial_accumulator_value", initial_accumulator_value)
+    check_nonnegative("scale_by_adagrad", "eps", eps)
 
     def init(params):
         return AdagradState(tree_map(
@@ -156,8 +191,8 @@ def scale_by_adadelta(rho: float = 0.95, eps: float = 1e-6) -> Optimizer:
     The paper steps ``θ ← θ − d`` (no learning rate) with ρ = 0.95, ε = 1e-6. PyTorch steps
     ``θ ← θ − η d`` (η = 1 by default) and also accumulates the unscaled ``d``; its ρ is 0.9.
     """
-    check_decay("scale_by_adadelta", "rho", rho)
-    check_non_negative("scale_by_adadelta", "eps", eps)
+    _check_decay("scale_by_adadelta", "rho", rho)
+    check_nonnegative("scale_by_adadelta", "eps", eps)
 
     def init(params):
         return AdadeltaState(_zeros_like(params), _zeros_like(params))
@@ -185,8 +220,8 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, *,
 
     ``eps_inside_sqrt=False`` gives PyTorch's and Keras's ``d = g / (√E[g²] + ε)``.
     """
-    check_decay("scale_by_rms", "decay", decay)
-    check_non_negative("scale_by_rms", "eps", eps)
+    _check_decay("scale_by_rms", "decay", decay)
+    check_nonnegative("scale_by_rms", "eps", eps)
 
     def init(params):
         return RmsState(_zeros_like(params))
@@ -216,8 +251,8 @@ def scale_by_centered_rms(decay: float = 0.9, eps: float = 1e-8, *,
 
     ``eps_inside_sqrt=False`` gives PyTorch's ``centered=True``: ``d = g / (√(E[g²] − E[g]²) + ε)``.
     """
-    check_decay("scale_by_centered_rms", "decay", decay)
-    check_non_negative("scale_by_centered_rms", "eps", eps)
+    _check_decay("scale_by_centered_rms", "decay", decay)
+    check_nonnegative("scale_by_centered_rms", "eps", eps)
 
     def init(params):
         return CenteredRmsState(_zeros_like(params), _zeros_like(params))
@@ -236,9 +271,9 @@ def scale_by_centered_rms(decay: float = 0.9, eps: float = 1e-8, *,
 # --- Adam and relatives --------------------------------------------------------------------------
 
 def _check_betas(owner: str, beta1: float, beta2: float, eps: float):
-    check_decay(owner, "beta1", beta1)
-    check_decay(owner, "beta2", beta2)
-    check_non_negative(owner, "eps", eps)
+    _check_decay(owner, "beta1", beta1)
+    _check_decay(owner, "beta2", beta2)
+    check_nonnegative(owner, "eps", eps)
 
 
 class AdamState(NamedTuple):
@@ -247,7 +282,15 @@ class AdamState(NamedTuple):
     mean_square: Any  # v, like params
 
 
-def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+class AmsgradState(NamedTuple):
+    step: jax.Array       # int32: updates done so far
+    mean: Any             # m, like params
+    mean_square: Any      # v, like params
+    max_mean_square: Any  # v_max = max(v_1, ..., v_t), like params
+
+
+def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
+                  amsgrad: bool = False) -> Optimizer:
     """Adam (Kingma & Ba 2015, Algorithm 1), at step t = 1, 2, ...:
 
         m ← β1 m + (1 − β1) g,    m̂ = m / (1 − β1^t)
@@ -255,21 +298,91 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -
         d = m̂ / (√v̂ + ε)
 
     Same as PyTorch (Keras uses ε = 1e-7).
+
+    ``amsgrad=True`` (Reddi, Kale & Kumar 2018, "On the convergence of Adam and beyond",
+    Algorithm 2) divides by the largest second moment so far, so that the effective step never
+    grows: ``v_max ← max(v_max, v)``, ``d = m̂ / (√(v_max / (1 − β2^t)) + ε)``. This is PyTorch's
+    ``amsgrad=True`` (bias-corrected, ε outside the root); the paper's Algorithm 2 has neither the
+    corrections nor ε: ``d = m / √v_max``.
     """
     _check_betas("scale_by_adam", beta1, beta2, eps)
 
     def init(params):
-        return AdamState(jnp.zeros((), jnp.int32), _zeros_like(params), _zeros_like(params))
+        step = jnp.zeros((), jnp.int32)
+        if amsgrad:
+            return AmsgradState(step, _zeros_like(params), _zeros_like(params),
+                                _zeros_like(params))
+        return AdamState(step, _zeros_like(params), _zeros_like(params))
 
     def update(grads, state, params=None, **extra):
         _check_like_params("scale_by_adam", grads, state.mean)
         step = state.step + 1
         mean = _moving_average(beta1, state.mean, grads)
         mean_square = _moving_average(beta2, state.mean_square, _squares(grads))
+        denominator_square = mean_square
+        if amsgrad:
+            denominator_square = tree_map(jnp.maximum, state.max_mean_square, mean_square)
         correction1, correction2 = _bias_correction(beta1, step), _bias_correction(beta2, step)
         direction = tree_map(lambda m, v: _divide_by_rms(m / correction1, v / correction2, eps, False),
-                             mean, mean_square)
+                             mean, denominator_square)
+        if amsgrad:
+            return direction, AmsgradState(step, mean, mean_square, denominator_square)
         return direction, AdamState(step, mean, mean_square)
+
+    return Optimizer(init, update)
+
+
+class RadamState(NamedTuple):
+    step: jax.Array   # int32: updates done so far
+    mean: Any         # m, like params
+    mean_square: Any  # v, like params
+
+
+def scale_by_radam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                   threshold: float = 5.0) -> Optimizer:
+    """RAdam (Liu et al. 2020, "On the variance of the adaptive learning rate and beyond",
+    Algorithm 2), at step t = 1, 2, ...:
+
+        m ← β1 m + (1 − β1) g,    m̂ = m / (1 − β1^t)
+        v ← β2 v + (1 − β2) g²
+        ρ∞ = 2 / (1 − β2) − 1,    ρ_t = ρ∞ − 2 t β2^t / (1 − β2^t)
+        if ρ_t > threshold:  l = √(1 − β2^t) / (√v + ε)                     (adaptive)
+                             r = √((ρ_t − 4)(ρ_t − 2) ρ∞ / ((ρ∞ − 4)(ρ∞ − 2) ρ_t))
+                             d = r · l · m̂
+        else:                d = m̂                                        (SGD with momentum)
+
+    ρ_t estimates the degrees of freedom of the adaptive rate's variance; while it is too small
+    the variance is not tractable and the step is un-adapted. The paper's threshold is 4 and its
+    ``l = √((1 − β2^t) / v)`` has no ε; this is PyTorch's ``RAdam`` (threshold 5, ε outside the
+    root), number for number.
+    """
+    owner = "scale_by_radam"
+    _check_betas(owner, beta1, beta2, eps)
+    check_in_range(owner, "threshold", threshold, 4, closed="left")
+    rho_infinity = 2 / (1 - beta2) - 1
+
+    def init(params):
+        return RadamState(jnp.zeros((), jnp.int32), _zeros_like(params), _zeros_like(params))
+
+    def leaf_direction(m, v, step):
+        t = step.astype(m.dtype)
+        power2 = jnp.asarray(beta2, m.dtype) ** t
+        rho = rho_infinity - 2 * t * power2 / (1 - power2)
+        rectified = rho > threshold
+        safe_rho = jnp.where(rectified, rho, rho_infinity)  # no 0/0 in the branch not taken
+        rectification = jnp.sqrt((safe_rho - 4) * (safe_rho - 2) * rho_infinity
+                                 / ((rho_infinity - 4) * (rho_infinity - 2) * safe_rho))
+        mean_hat = m / (1 - jnp.asarray(beta1, m.dtype) ** t)
+        adaptive = jnp.sqrt(1 - power2) / (jnp.sqrt(v) + eps)
+        return jnp.where(rectified, mean_hat * adaptive * rectification, mean_hat).astype(m.dtype)
+
+    def update(grads, state, params=None, **extra):
+        _check_like_params(owner, grads, state.mean)
+        step = state.step + 1
+        mean = _moving_average(beta1, state.mean, grads)
+        mean_square = _moving_average(beta2, state.mean_square, _squares(grads))
+        direction = tree_map(lambda m, v: leaf_direction(m, v, step), mean, mean_square)
+        return direction, RadamState(step, mean, mean_square)
 
     return Optimizer(init, update)
 
@@ -315,7 +428,7 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
 
 class NadamState(NamedTuple):
     step: jax.Array              # int32: updates done so far
-    momentum_product: jax.Array  # float32: Π_{i ≤ t} μ_i
+    momentum_product: jax.Array  # Π_{i ≤ t} μ_i, in scalar_dtype(params)
     mean: Any                    # m, like params
     mean_square: Any             # v, like params
 
@@ -334,21 +447,22 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
     """
     _check_betas("scale_by_nadam", beta1, beta2, eps)
     if momentum_decay is not None:
-        check_non_negative("scale_by_nadam", "momentum_decay", momentum_decay)
+        check_nonnegative("scale_by_nadam", "momentum_decay", momentum_decay)
 
-    def momentum_at(step):
+    def momentum_at(step, dtype):
         if momentum_decay is None:
-            return beta1
-        return beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))
+            return jnp.asarray(beta1, dtype)
+        return beta1 * (1 - 0.5 * jnp.asarray(0.96, dtype) ** (step.astype(dtype) * momentum_decay))
 
     def init(params):
-        return NadamState(jnp.zeros((), jnp.int32), jnp.ones((), jnp.float32),
+        return NadamState(jnp.zeros((), jnp.int32), jnp.ones((), scalar_dtype(params)),
                           _zeros_like(params), _zeros_like(params))
 
     def update(grads, state, params=None, **extra):
         _check_like_params("scale_by_nadam", grads, state.mean)
         step = state.step + 1
-        momentum, next_momentum = momentum_at(step), momentum_at(step + 1)
+        dtype = state.momentum_product.dtype
+        momentum, next_momentum = momentum_at(step, dtype), momentum_at(step + 1, dtype)
         product = state.momentum_product * momentum
         grad_weight = (1 - momentum) / (1 - product)
         mean_weight = next_momentum / (1 - product * next_momentum)
@@ -359,7 +473,7 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
             lambda g, m, v: _divide_by_rms(grad_weight * g + mean_weight * m, v / correction2,
                                            eps, False).astype(g.dtype),
             grads, mean, mean_square)
-        return direction, NadamState(step, jnp.asarray(product, jnp.float32), mean, mean_square)
+        return direction, NadamState(step, product.astype(dtype), mean, mean_square)
 
     return Optimizer(init, update)
 
@@ -384,12 +498,13 @@ def scale_by_rprop(initial_step_size: float = 0.01, increase: float = 1.2, decre
     number for number. The 1993 paper's weight-backtracking on a flip is not implemented.
     """
     owner = "scale_by_rprop"
-    check_hyperparameter(owner, "initial_step_size", initial_step_size, "> 0", lambda v: v > 0)
-    check_hyperparameter(owner, "increase", increase, "> 1", lambda v: v > 1)
-    check_hyperparameter(owner, "decrease", decrease, "in (0, 1)", lambda v: 0 < v < 1)
-    check_hyperparameter(owner, "min_step_size", min_step_size, "> 0", lambda v: v > 0)
-    check_hyperparameter(owner, "max_step_size", max_step_size,
-                         f">= min_step_size = {min_step_size}", lambda v: v >= min_step_size)
+    check_in_range(owner, "initial_step_size", initial_step_size, 0, closed="neither")
+    check_in_range(owner, "increase", increase, 1, closed="neither")
+    check_in_range(owner, "decrease", decrease, 0, 1, closed="neither")
+    check_in_range(owner, "min_step_size", min_step_size, 0, closed="neither")
+    check_real(owner, "max_step_size", max_step_size,
+               expected=f"a real number >= min_step_size = {min_step_size}",
+               valid=lambda v: v >= min_step_size)
 
     def init(params):
         return RpropState(tree_map(lambda p: jnp.full_like(p, initial_step_size), params),
@@ -424,8 +539,9 @@ def scale_by_sign() -> Optimizer:
     return Optimizer(init, update)
 
 
-__all__ = ["AdadeltaState", "AdagradState", "AdamState", "AdamaxState", "CenteredRmsState",
-           "MomentumState", "NadamState", "RmsState", "RpropState", "nesterov_lookahead",
-           "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax",
-           "scale_by_centered_rms", "scale_by_momentum", "scale_by_nadam", "scale_by_rms",
+__all__ = ["AdadeltaState", "AdagradState", "AdamState", "AdamaxState", "AmsgradState",
+           "CenteredRmsState", "DampedMomentumState", "MomentumState", "NadamState", "RadamState",
+           "RmsState", "RpropState", "nesterov_lookahead", "scale_by_adadelta",
+           "scale_by_adagrad", "scale_by_adam", "scale_by_adamax", "scale_by_centered_rms",
+           "scale_by_momentum", "scale_by_nadam", "scale_by_radam", "scale_by_rms",
            "scale_by_rprop", "scale_by_sign"]

@@ -14,14 +14,13 @@ half-open: the value of the segment starting at ``b`` is used from step ``b`` on
 """
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from fnn.optim.base import Schedule, check_hyperparameter
+from fnn.checks import check_callable, check_in_range, check_int, check_real
+from fnn.optim.base import Schedule
 
 __all__ = [
     "constant_schedule", "linear_schedule", "step_decay", "exponential_decay",
@@ -31,41 +30,24 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# Argument checks; messages name the function and the argument.
+# Argument checks (``fnn.checks``); messages name the function and the argument.
 
 
 def _finite(function: str, argument: str, value) -> float:
     """``value`` as a float if it is a finite number, else a ValueError."""
-    check_hyperparameter(function, argument, value, "that is finite", math.isfinite)
-    return float(value)
+    return check_real(function, argument, value, expected="a finite real number")
 
 
 def _positive(function: str, argument: str, value) -> float:
     """``value`` as a float if it is a finite number ``> 0``, else a ValueError."""
-    check_hyperparameter(function, argument, value, "> 0 (and finite)", lambda v: 0 < v < math.inf)
-    return float(value)
-
-
-def _integer(function: str, argument: str, value, minimum: int = 1) -> int:
-    """``value`` if it is an integer ``>= minimum``, else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{function}: {argument} must be {expected}; got {value!r}.")
-    return int(value)
-
-
-def _function(function: str, argument: str, value, expected: str = "a function step -> value"):
-    """``value`` if it is callable, else a TypeError."""
-    if not callable(value):
-        raise TypeError(f"{function}: {argument} must be {expected}; got {value!r}.")
-    return value
+    return check_in_range(function, argument, value, 0, closed="neither")
 
 
 def _boundaries(function: str, boundaries: Sequence[int], pieces: int, what: str) -> tuple[int, ...]:
     """Strictly increasing positive step counts, one fewer than the ``pieces`` they separate."""
-    boundaries = tuple(_integer(function, "boundaries", b) for b in boundaries)
+    boundaries = tuple(check_int(function, "boundaries", b) for b in boundaries)
     if any(later <= earlier for earlier, later in zip(boundaries, boundaries[1:])):
-        raise ValueError(f"{function}: boundaries must be strictly increasing; got {boundaries}.")
+        raise ValueError(f"{function}: `boundaries` must be strictly increasing; got {boundaries}.")
     if pieces != len(boundaries) + 1:
         raise ValueError(
             f"{function}: {len(boundaries)} boundaries separate {len(boundaries) + 1} {what}; "
@@ -121,7 +103,7 @@ def polynomial_decay(initial_value: float, end_value: float, decay_steps: int,
     return _polynomial(
         _finite("polynomial_decay", "initial_value", initial_value),
         _finite("polynomial_decay", "end_value", end_value),
-        _integer("polynomial_decay", "decay_steps", decay_steps),
+        check_int("polynomial_decay", "decay_steps", decay_steps),
         _positive("polynomial_decay", "power", power))
 
 
@@ -132,7 +114,7 @@ def linear_schedule(start_value: float, end_value: float, transition_steps: int)
     return _polynomial(
         _finite("linear_schedule", "start_value", start_value),
         _finite("linear_schedule", "end_value", end_value),
-        _integer("linear_schedule", "transition_steps", transition_steps),
+        check_int("linear_schedule", "transition_steps", transition_steps),
         1.0)
 
 
@@ -150,7 +132,7 @@ def exponential_decay(initial_value: float, decay_rate: float, decay_steps: int,
     return _exponential(
         _finite("exponential_decay", "initial_value", initial_value),
         _positive("exponential_decay", "decay_rate", decay_rate),
-        _integer("exponential_decay", "decay_steps", decay_steps),
+        check_int("exponential_decay", "decay_steps", decay_steps),
         staircase)
 
 
@@ -162,7 +144,7 @@ def step_decay(initial_value: float, decay_factor: float, decay_every: int) -> S
     return _exponential(
         _finite("step_decay", "initial_value", initial_value),
         _positive("step_decay", "decay_factor", decay_factor),
-        _integer("step_decay", "decay_every", decay_every),
+        check_int("step_decay", "decay_every", decay_every),
         staircase=True)
 
 
@@ -173,9 +155,8 @@ def inverse_time_decay(initial_value: float, decay_rate: float, decay_steps: int
     With ``staircase`` the ratio is ``⌊t/T⌋``.
     """
     initial_value = _finite("inverse_time_decay", "initial_value", initial_value)
-    check_hyperparameter("inverse_time_decay", "decay_rate", decay_rate, ">= 0 (and finite)",
-                         lambda r: 0 <= r < math.inf)
-    decay_steps = _integer("inverse_time_decay", "decay_steps", decay_steps)
+    check_in_range("inverse_time_decay", "decay_rate", decay_rate, 0)
+    decay_steps = check_int("inverse_time_decay", "decay_steps", decay_steps)
 
     def schedule(step):
         return initial_value / (1 + decay_rate * _periods(step, decay_steps, staircase))
@@ -191,7 +172,7 @@ def cosine_decay(initial_value: float, decay_steps: int, end_value: float = 0.0)
     """
     initial_value = _finite("cosine_decay", "initial_value", initial_value)
     end_value = _finite("cosine_decay", "end_value", end_value)
-    decay_steps = _integer("cosine_decay", "decay_steps", decay_steps)
+    decay_steps = check_int("cosine_decay", "decay_steps", decay_steps)
 
     def schedule(step):
         cosine = 0.5 * (1 + jnp.cos(jnp.pi * _progress(step, decay_steps)))
@@ -215,7 +196,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     Each schedule restarts its count at its own boundary (the first at 0), so
     ``join_schedules([warm_up, decay], [1000])`` runs ``decay`` from its step 0 at step 1000.
     """
-    schedules = tuple(_function("join_schedules", "schedules", s, "functions step -> value")
+    schedules = tuple(check_callable("join_schedules", "schedules", s, "functions step -> value")
                       for s in schedules)
     boundaries = _boundaries("join_schedules", boundaries, len(schedules), "schedules")
     starts = (0, *boundaries)
@@ -233,14 +214,14 @@ def warmup_then(schedule: Schedule, warmup_steps: int, start_value: float = 0.0)
     """A linear warm-up from ``start_value`` to ``schedule(0)`` over ``warmup_steps`` steps, then
     ``schedule(t − warmup_steps)``: ``η_t = η_start + (schedule(0) − η_start) t/W`` for ``t < W``.
     """
-    _function("warmup_then", "schedule", schedule)
+    check_callable("warmup_then", "schedule", schedule, "a function step -> value")
     warmup = _polynomial(_finite("warmup_then", "start_value", start_value), float(schedule(0)),
-                         _integer("warmup_then", "warmup_steps", warmup_steps), 1.0)
+                         check_int("warmup_then", "warmup_steps", warmup_steps), 1.0)
     return join_schedules([warmup, schedule], [warmup_steps])
 
 
 def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     """A schedule written in epochs as one in steps: ``η_t = schedule(⌊t / steps_per_epoch⌋)``."""
-    _function("per_epoch", "schedule", schedule, "a function epoch -> value")
-    steps_per_epoch = _integer("per_epoch", "steps_per_epoch", steps_per_epoch)
+    check_callable("per_epoch", "schedule", schedule, "a function epoch -> value")
+    steps_per_epoch = check_int("per_epoch", "steps_per_epoch", steps_per_epoch)
     return lambda step: schedule(jnp.asarray(step) // steps_per_epoch)

@@ -10,31 +10,32 @@ all other transforms ignore ``extra`` (the composite ones pass it on)::
     optimizer = chain(clip_by_global_norm(1.0), scale_by_learning_rate(0.1), scale_by_bold_driver())
     updates, opt_state = optimizer.update(grads, opt_state, params, loss=loss)
 
-Masks say which leaves a transform touches. A mask is a predicate ``(path, leaf) -> bool`` (the
-``jax.tree_util`` key path), a pytree of bools shaped like the parameters, or a partial tree of
-dicts whose bools cover whole sub-trees and whose missing keys mean False: ``{"dense_0": True}``.
-Masks are static: they are resolved to Python bools at trace time.
+Masks say which leaves a transform touches, with the meaning of ``fnn.param_masks`` (the same
+as for ``fnn.losses.l2_penalty`` and the monitor): None (the weights, not biases), a bool, a
+prefix tree of bools whose missing dict keys mean False (``{"dense_0": True}``), a collection of
+layer names, or a predicate ``(path, leaf) -> bool``. Masks are static: they are resolved to
+Python bools at trace time.
+
+Every float scalar kept in a state here has the parameters' dtype (``scalar_dtype``).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from fnn.losses import weights_mask
-from fnn.optim.base import (
-    EmptyState, Optimizer, ScalarOrSchedule, check_hyperparameter, check_non_negative, evaluate)
-from fnn.optim.schedules import _integer
+from fnn import param_masks
+from fnn.checks import check_choice, check_in_range, check_int, check_nonnegative
+from fnn.optim.base import EmptyState, Optimizer, ScalarOrSchedule, scalar_dtype, value_at
 
 __all__ = [
     "ClipByGlobalNormState", "WeightDecayState", "MaskedState",
     "AccumulateGradientsState", "BoldDriverState", "ReduceOnPlateauState",
-    "global_norm", "clip", "clip_by_global_norm", "set_to_zero", "masked", "freeze",
+    "global_norm", "clip", "clip_by_global_norm", "set_to_zero", "negate_gradients", "masked",
+    "freeze",
     "add_decayed_weights", "add_l1_decay", "accumulate_gradients", "scale_by_bold_driver",
     "reduce_on_plateau",
 ]
@@ -42,9 +43,9 @@ __all__ = [
 _tree_map = jax.tree_util.tree_map
 
 
-def _scalar(value) -> jax.Array:
-    """``value`` as a float32 scalar: the dtype of every float scalar kept in a state here."""
-    return jnp.asarray(value, jnp.float32)
+def _scalar(value, dtype) -> jax.Array:
+    """``value`` as a scalar of ``dtype`` (``scalar_dtype(params)``, or a state field's dtype)."""
+    return jnp.asarray(value, dtype)
 
 
 def _scale(tree, factor):
@@ -58,7 +59,7 @@ def _scale(tree, factor):
 
 def clip(max_delta: float) -> Optimizer:
     """``u = max(−Δ0, min(Δ0, g))`` element-wise, with ``Δ0 = max_delta`` (min-char-rnn uses 5)."""
-    check_non_negative("clip", "max_delta", max_delta)
+    check_nonnegative("clip", "max_delta", max_delta)
 
     def update(grads, state, params=None, **extra):
         return _tree_map(lambda g: jnp.clip(g, -max_delta, max_delta), grads), state
@@ -87,17 +88,17 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     up in the parameters and the next loss instead of being clipped into a silent zero step.
     The state records ``‖g‖`` for logging.
     """
-    check_non_negative("clip_by_global_norm", "max_norm", max_norm)
+    check_nonnegative("clip_by_global_norm", "max_norm", max_norm)
 
     def init(params):
-        return ClipByGlobalNormState(_scalar(0))
+        return ClipByGlobalNormState(_scalar(0, scalar_dtype(params)))
 
     def update(grads, state, params=None, **extra):
         norm = global_norm(grads)
         too_long = norm > max_norm
         factor = jnp.where(too_long, max_norm / jnp.where(too_long, norm, 1.0), 1.0)
         factor = jnp.where(jnp.isfinite(norm), factor, jnp.nan)
-        return _scale(grads, factor), ClipByGlobalNormState(_scalar(norm))
+        return _scale(grads, factor), ClipByGlobalNormState(_scalar(norm, state.global_norm.dtype))
 
     return Optimizer(init, update)
 
@@ -106,41 +107,9 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
 # Masks: applying a transform to part of the tree.
 
 
-def _is_flag(value) -> bool:
-    return isinstance(value, (bool, np.bool_))
-
-
-def _expand_mask(function: str, mask, tree, where: str = ""):
-    """A pytree of bools shaped like ``tree`` from a full or partial mask tree."""
-    if _is_flag(mask):
-        return _tree_map(lambda _: bool(mask), tree)
-    if isinstance(mask, dict) and isinstance(tree, dict):
-        unknown = [key for key in mask if key not in tree]
-        if unknown:
-            raise ValueError(
-                f"{function}: mask{where} names {unknown}, which params{where} does not have; "
-                f"its keys are {list(tree)}.")
-        return {key: _expand_mask(function, mask.get(key, False), child, f"{where}[{key!r}]")
-                for key, child in tree.items()}
-    if jax.tree_util.tree_structure(mask) != jax.tree_util.tree_structure(tree):
-        raise ValueError(
-            f"{function}: mask{where} must be a bool, a dict of masks, or a pytree of bools shaped "
-            f"like params{where};\n  mask:   {jax.tree_util.tree_structure(mask)}\n"
-            f"  params: {jax.tree_util.tree_structure(tree)}")
-    return mask
-
-
 def _mask_flags(function: str, mask, tree) -> list[bool]:
-    """One Python bool per leaf of ``tree`` (in ``tree_leaves`` order) from a mask or predicate."""
-    if callable(mask):
-        flags = [mask(path, leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
-    else:
-        flags = jax.tree_util.tree_leaves(_expand_mask(function, mask, tree))
-    for flag in flags:
-        if not _is_flag(flag):
-            raise TypeError(f"{function}: mask entries must be Python bools (masks are static); "
-                            f"got {flag!r} of type {type(flag).__name__}.")
-    return [bool(flag) for flag in flags]
+    """One Python bool per leaf of ``tree`` (in ``tree_leaves`` order), see ``fnn.param_masks``."""
+    return param_masks.flags(mask, tree, where=function)
 
 
 def _keep(tree, flags: list[bool]):
@@ -189,6 +158,16 @@ def masked(inner: Optimizer, mask) -> Optimizer:
     return _masked("masked", inner, partial(_mask_flags, "masked", mask))
 
 
+def negate_gradients() -> Optimizer:
+    """``u = −g``. First in a chain it turns any descent rule into ascent: ``θ ← θ + ...``
+    climbs the objective (every alias's ``maximize=True``; PyTorch's ``maximize``)."""
+
+    def update(grads, state, params=None, **extra):
+        return _tree_map(jnp.negative, grads), state
+
+    return Optimizer(lambda params: EmptyState(), update)
+
+
 def set_to_zero() -> Optimizer:
     """``u = 0``."""
 
@@ -219,7 +198,7 @@ def _add_decay(function: str, weight_decay: ScalarOrSchedule, mask,
                penalty_gradient: Callable[[jax.Array], jax.Array]) -> Optimizer:
     """``u = g + λ_t · penalty_gradient(w)`` on the weights ``mask`` selects (default: not biases)."""
     if not callable(weight_decay):
-        check_non_negative(function, "weight_decay", weight_decay)
+        check_nonnegative(function, "weight_decay", weight_decay)
 
     def init(params):
         return WeightDecayState(jnp.zeros((), jnp.int32))
@@ -227,13 +206,13 @@ def _add_decay(function: str, weight_decay: ScalarOrSchedule, mask,
     def update(grads, state, params=None, **extra):
         if params is None:
             raise ValueError(f"{function}: needs the parameters; call update(grads, state, params).")
-        decay = evaluate(weight_decay, state.step)
+        decay = value_at(weight_decay, state.step)
         updates = _tree_map(lambda g, w: (g + decay * penalty_gradient(w)).astype(g.dtype),
                             grads, params)
         return updates, WeightDecayState(state.step + 1)
 
     def flags_of(params):
-        return _mask_flags(function, weights_mask(params) if mask is None else mask, params)
+        return _mask_flags(function, mask, params)
 
     return _masked(function, Optimizer(init, update), flags_of)
 
@@ -241,9 +220,9 @@ def _add_decay(function: str, weight_decay: ScalarOrSchedule, mask,
 def add_decayed_weights(weight_decay: ScalarOrSchedule, mask=None) -> Optimizer:
     """L2 weight decay as a transform: ``u = g + λ w``, the gradient of ``λ/2 Σ w²``.
 
-    ``weight_decay`` (λ) may be a schedule. ``mask`` selects the decayed leaves; by default
-    ``fnn.losses.weights_mask(params)``: every leaf except biases and normalisation parameters
-    (``b``, ``bias``, ``gamma``, ``beta``, ...). The course's ``C = C0 + λ/(2P) Σ w²`` over P
+    ``weight_decay`` (λ) may be a schedule. ``mask`` selects the decayed leaves
+    (``fnn.param_masks``); by default the weights: every leaf except biases and normalisation
+    parameters (``b``, ``bias``, ``gamma``, ``beta``, ...). The course's ``C = C0 + λ/(2P) Σ w²`` over P
     training patterns, with the mean loss ``C0``, is ``add_decayed_weights(λ / P)``.
     """
     return _add_decay("add_decayed_weights", weight_decay, mask, lambda w: w)
@@ -279,17 +258,17 @@ def accumulate_gradients(inner: Optimizer, every_k: int) -> Optimizer:
     its schedules) in whole batches. A ``loss=`` given to ``update`` reaches ``inner`` as the
     mean over the k micro-batches.
     """
-    every_k = _integer("accumulate_gradients", "every_k", every_k)
+    every_k = check_int("accumulate_gradients", "every_k", every_k)
 
     def init(params):
         return AccumulateGradientsState(jnp.zeros((), jnp.int32), _tree_map(jnp.zeros_like, params),
-                                        _scalar(0), inner.init(params))
+                                        _scalar(0, scalar_dtype(params)), inner.init(params))
 
     def update(grads, state, params=None, **extra):
-        gradient_sum = _tree_map(jnp.add, state.gradient_sum, grads)
+        gradient_sum = _tree_map(lambda s, g: (s + g).astype(s.dtype), state.gradient_sum, grads)
         loss_sum = state.loss_sum
         if "loss" in extra:
-            loss_sum = loss_sum + _scalar(extra["loss"])
+            loss_sum = loss_sum + _scalar(extra["loss"], loss_sum.dtype)
         micro_step = state.micro_step + 1
 
         def apply_inner():
@@ -311,12 +290,12 @@ def accumulate_gradients(inner: Optimizer, every_k: int) -> Optimizer:
 
 # --------------------------------------------------------------------------------------------
 # Learning-rate rules driven by the loss. Each multiplies the updates by a factor ``s`` kept in
-# the state field ``learning_rate`` (float32, starting at 1; ``fnn.optim.learning_rate`` multiplies
+# the state field ``learning_rate`` (params' dtype, starting at 1; ``fnn.optim.learning_rate`` multiplies
 # it into the base rate) and adjusts it at the end of every period of ``steps_per_period`` steps
 # (an epoch, or 1) from the period's mean loss.
 
 
-def _loss(function: str, extra: dict) -> jax.Array:
+def _loss(function: str, extra: dict, dtype) -> jax.Array:
     """The scalar loss passed to ``update`` as ``loss=``, or an error saying how to pass it."""
     if "loss" not in extra:
         raise TypeError(
@@ -326,10 +305,10 @@ def _loss(function: str, extra: dict) -> jax.Array:
     if loss.shape != ():
         raise ValueError(f"{function}: loss must be a scalar (the mean mini-batch loss); "
                          f"got shape {loss.shape}.")
-    return loss.astype(jnp.float32)
+    return loss.astype(dtype)
 
 
-def _period_rule(function: str, steps_per_period: int, initial_state: Callable[[], Any],
+def _period_rule(function: str, steps_per_period: int, initial_state: Callable[[Any], Any],
                  end_period: Callable[[Any, jax.Array], Any]) -> Optimizer:
     """``u = s · g`` with ``s = state.learning_rate``, where ``state`` (fields ``step``,
     ``learning_rate``, ``loss_sum``, ...) becomes ``end_period(state, mean loss)`` after every
@@ -337,14 +316,15 @@ def _period_rule(function: str, steps_per_period: int, initial_state: Callable[[
     """
 
     def update(grads, state, params=None, **extra):
-        loss_sum = state.loss_sum + _loss(function, extra)
-        ended = end_period(state, loss_sum / steps_per_period)._replace(loss_sum=_scalar(0))
+        loss_sum = state.loss_sum + _loss(function, extra, state.loss_sum.dtype)
+        ended = end_period(state, loss_sum / steps_per_period)._replace(
+            loss_sum=jnp.zeros_like(loss_sum))
         period_over = (state.step + 1) % steps_per_period == 0
         state = _tree_map(partial(jnp.where, period_over), ended, state._replace(loss_sum=loss_sum))
         state = state._replace(step=state.step + 1)
         return _scale(grads, state.learning_rate), state
 
-    return Optimizer(lambda params: initial_state(), update)
+    return Optimizer(initial_state, update)
 
 
 class BoldDriverState(NamedTuple):
@@ -374,16 +354,15 @@ def scale_by_bold_driver(steps_per_period: int = 1, max_error_ratio: float = 1.0
     NaN loss counts as up.
     """
     function = "scale_by_bold_driver"
-    steps_per_period = _integer(function, "steps_per_period", steps_per_period)
-    check_hyperparameter(function, "max_error_ratio", max_error_ratio, ">= 1 (and finite)",
-                         lambda k: 1 <= k < math.inf)
-    check_hyperparameter(function, "decrease_factor", decrease_factor, "in (0, 1]",
-                         lambda r: 0 < r <= 1)
-    check_hyperparameter(function, "increase_factor", increase_factor, ">= 1 (and finite)",
-                         lambda r: 1 <= r < math.inf)
+    steps_per_period = check_int(function, "steps_per_period", steps_per_period)
+    check_in_range(function, "max_error_ratio", max_error_ratio, 1)
+    check_in_range(function, "decrease_factor", decrease_factor, 0, 1, closed="right")
+    check_in_range(function, "increase_factor", increase_factor, 1)
 
-    def initial_state():
-        return BoldDriverState(jnp.zeros((), jnp.int32), _scalar(1), _scalar(0), _scalar(jnp.nan))
+    def initial_state(params):
+        dtype = scalar_dtype(params)
+        return BoldDriverState(jnp.zeros((), jnp.int32), _scalar(1, dtype), _scalar(0, dtype),
+                               _scalar(jnp.nan, dtype))
 
     def end_period(state, loss):
         previous = state.previous_loss
@@ -391,7 +370,8 @@ def scale_by_bold_driver(steps_per_period: int = 1, max_error_ratio: float = 1.0
         factor = jnp.where(within, increase_factor, decrease_factor)
         first_period = state.step < steps_per_period
         rate = jnp.where(first_period, state.learning_rate, factor * state.learning_rate)
-        return state._replace(learning_rate=_scalar(rate), previous_loss=loss)
+        return state._replace(learning_rate=_scalar(rate, state.learning_rate.dtype),
+                              previous_loss=loss)
 
     return _period_rule(function, steps_per_period, initial_state, end_period)
 
@@ -425,19 +405,18 @@ def reduce_on_plateau(factor: float = 0.1, patience: int = 10, threshold: float 
     Needs ``loss=`` in every ``update``.
     """
     function = "reduce_on_plateau"
-    check_hyperparameter(function, "factor", factor, "in (0, 1)", lambda f: 0 < f < 1)
-    patience = _integer(function, "patience", patience, minimum=0)
-    check_non_negative(function, "threshold", threshold)
-    if threshold_mode not in ("relative", "absolute"):
-        raise ValueError(f"{function}: threshold_mode must be 'relative' or 'absolute'; "
-                         f"got {threshold_mode!r}.")
-    cooldown = _integer(function, "cooldown", cooldown, minimum=0)
-    check_non_negative(function, "min_scale", min_scale)
-    steps_per_period = _integer(function, "steps_per_period", steps_per_period)
+    check_in_range(function, "factor", factor, 0, 1, closed="neither")
+    patience = check_int(function, "patience", patience, minimum=0)
+    check_nonnegative(function, "threshold", threshold)
+    check_choice(function, "threshold_mode", threshold_mode, ("relative", "absolute"))
+    cooldown = check_int(function, "cooldown", cooldown, minimum=0)
+    check_nonnegative(function, "min_scale", min_scale)
+    steps_per_period = check_int(function, "steps_per_period", steps_per_period)
 
-    def initial_state():
-        zero = jnp.zeros((), jnp.int32)
-        return ReduceOnPlateauState(zero, _scalar(1), _scalar(0), _scalar(jnp.inf), zero, zero)
+    def initial_state(params):
+        zero, dtype = jnp.zeros((), jnp.int32), scalar_dtype(params)
+        return ReduceOnPlateauState(zero, _scalar(1, dtype), _scalar(0, dtype),
+                                    _scalar(jnp.inf, dtype), zero, zero)
 
     def end_period(state, loss):
         best = state.best_loss
@@ -448,7 +427,7 @@ def reduce_on_plateau(factor: float = 0.1, patience: int = 10, threshold: float 
         rate = jnp.where(reduce, jnp.maximum(factor * state.learning_rate, min_scale),
                          state.learning_rate)
         return state._replace(
-            learning_rate=_scalar(rate),
+            learning_rate=_scalar(rate, state.learning_rate.dtype),
             best_loss=jnp.where(improved, loss, best),
             bad_periods=jnp.where(reduce, 0, bad_periods),
             cooldown_left=jnp.where(reduce, cooldown, jnp.maximum(state.cooldown_left - 1, 0)))

@@ -1,0 +1,402 @@
+"""Convolution layers: images NHWC (sequences NWC, volumes NDHWC), kernels HWIO (WIO, DHWIO).
+
+A convolution layer with kernel ``K × K'``, ``C`` input channels and ``F`` filters has a kernel
+``w`` of shape ``(K, K', C, F)`` and a bias ``b`` of length ``F``. The default is the
+cross-correlation deep-learning libraries compute,
+
+    y[n, i, j, f] = b[f] + Σ_{k, k', c} x_pad[n, i·S + k·d, j·S' + k'·d', c] · w[k, k', c, f],
+
+and ``flip_kernel=True`` gives the course's true convolution: the same correlation with the
+kernel rotated 180° (``w[::-1, ::-1]``). Along each spatial axis the output size is
+
+    Q = ⌊(M + P_lo + P_hi − d·(K − 1) − 1) / S⌋ + 1,
+
+which is the course's ``Q = ⌊(M + 2P − K)/S⌋ + 1`` for symmetric padding ``P`` and dilation 1.
+
+Padding is ``"VALID"`` (none), ``"SAME"`` (``Q = ⌈M/S⌉``; the total padding
+``max((Q − 1)·S + d·(K − 1) + 1 − M, 0)`` is split with the odd cell at the end, as in
+TensorFlow and `jax.lax`), an int ``P`` (P on both sides of every axis), or one entry per
+spatial axis, each an int or a ``(lo, hi)`` pair: ``(1, 2)`` pads a 2-D input by 1 row and 2
+columns on each side, ``((1, 0), (2, 1))`` by rows 1 above, 0 below and columns 2 left, 1
+right; a 1-D layer also takes one ``(lo, hi)`` pair.
+
+The helpers `spatial_tuple`, `padding_pairs` and `window_output_size` are shared with
+`fnn.layers.pooling`.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+
+from fnn import init as initializers
+from fnn.checks import check_int
+from fnn.core import Layer, LayerError, check_rank, format_shape
+from fnn.layers.combinators import serial
+
+Padding = Union[str, int, Sequence[Union[int, Tuple[int, int]]]]
+
+_DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
+                      3: ("NDHWC", "DHWIO", "NDHWC")}
+_EXPECTED = {1: "(batch, width, channels)", 2: "(batch, height, width, channels)",
+             3: "(batch, depth, height, width, channels)"}
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+def spatial_tuple(where: str, arg: str, value, ndim: int, *, minimum: int = 1) -> Tuple[int, ...]:
+    """``value`` (an int, or ``ndim`` ints) as a tuple of ``ndim`` ints ``>= minimum``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,) * ndim
+    if not isinstance(value, (tuple, list)) or len(value) != ndim:
+        raise ValueError(f"{where}: `{arg}` must be an int or {ndim} ints; got {value!r}.")
+    return tuple(check_int(where, arg, v, minimum=minimum) for v in value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_padding(where: str, padding: Padding, ndim: int):
+    """``"VALID"``/``"SAME"`` (any case) as upper case, or explicit padding as ``ndim``
+    ``(lo, hi)`` pairs of ints ``>= 0``; else a ValueError naming ``where``."""
+    if isinstance(padding, str):
+        if padding.upper() in ("VALID", "SAME"):
+            return padding.upper()
+    elif _is_int(padding) and padding >= 0:
+        return ((int(padding), int(padding)),) * ndim
+    elif (ndim == 1 and isinstance(padding, (tuple, list)) and len(padding) == 2
+          and all(_is_int(q) and q >= 0 for q in padding)):
+        return ((int(padding[0]), int(padding[1])),)  # 1-D: one (lo, hi) pair
+    elif isinstance(padding, (tuple, list)) and len(padding) == ndim:
+        pairs = []
+        for p in padding:
+            if _is_int(p) and p >= 0:
+                pairs.append((int(p), int(p)))
+            elif (isinstance(p, (tuple, list)) and len(p) == 2
+                  and all(_is_int(q) and q >= 0 for q in p)):
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                break
+        else:
+            return tuple(pairs)
+    raise ValueError(f"{where}: `padding` must be 'VALID', 'SAME', an int >= 0, or {ndim} "
+                     f"entries (an int or a (lo, hi) pair each); got {padding!r}.")
+
+
+def padding_pairs(padding, sizes: Sequence[int], windows: Sequence[int],
+                  strides: Sequence[int]) -> Tuple[Tuple[int, int], ...]:
+    """Explicit ``(lo, hi)`` pads per spatial axis for ``padding`` as returned by
+    `check_padding`. ``windows`` are effective window sizes (``d·(K − 1) + 1`` for a dilated
+    kernel). ``"SAME"``: output ``⌈M/S⌉``, total padding ``max((Q − 1)·S + K − M, 0)`` with
+    ``lo = total // 2``."""
+    if padding == "VALID":
+        return tuple((0, 0) for _ in sizes)
+    if padding == "SAME":
+        pairs = []
+        for m, k, s in zip(sizes, windows, strides):
+            total = max((-(-m // s) - 1) * s + k - m, 0)
+            pairs.append((total // 2, total - total // 2))
+        return tuple(pairs)
+    return tuple(padding)
+
+
+def window_output_size(size: int, window: int, stride: int, pads: Tuple[int, int]) -> int:
+    """``Q = ⌊(M + P_lo + P_hi − K)/S⌋ + 1`` for an (effective) window ``K``."""
+    return (size + pads[0] + pads[1] - window) // stride + 1
+
+
+def check_windows(layer: str, input_shape, windows, strides, pads, what: str = "kernel"):
+    """The spatial output sizes; a `LayerError` naming the numbers if a window is larger than
+    the padded input along some axis."""
+    sizes = input_shape[1:-1]
+    out = []
+    for axis, (m, k, s, p) in enumerate(zip(sizes, windows, strides, pads)):
+        if k > m + p[0] + p[1]:
+            raise LayerError(layer, f"has a {what} of size {k} along spatial axis {axis}, larger "
+                                    f"than the padded input {m} + {p[0]} + {p[1]} = "
+                                    f"{m + p[0] + p[1]} (input shape "
+                                    f"{format_shape(tuple(input_shape))}).")
+        out.append(window_output_size(m, k, s, p))
+    return tuple(out)
+
+
+def check_spatial_input(layer: str, input_shape, ndim: int):
+    """A `LayerError` unless ``input_shape`` is (batch, *ndim known spatial sizes, channels)."""
+    check_rank(layer, input_shape, ndim + 2, _EXPECTED.get(ndim, f"(batch, {ndim} axes, channels)"))
+    if len(input_shape) != ndim + 2 or any(d is None for d in input_shape[1:]):
+        raise LayerError(layer, f"expects inputs of shape {_EXPECTED.get(ndim)} with known sizes; "
+                                f"got {format_shape(tuple(input_shape))}.")
+
+
+def _check_channels(layer: str, x, channels: int, ndim: int):
+    if x.ndim != ndim + 2 or x.shape[-1] != channels:
+        raise LayerError(layer, f"expects inputs of shape {_EXPECTED[ndim]} with {channels} "
+                                f"channels; got {format_shape(tuple(x.shape))}.")
+
+
+def _add_bias(y, b):
+    return y + jnp.expand_dims(b, tuple(range(y.ndim - 1))).astype(y.dtype)
+
+
+def _flip(w, ndim: int):
+    return jnp.flip(w, axis=tuple(range(ndim)))
+
+
+def _effective(kernel, dilation):
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+
+
+def _describe(kernel, strides, padding, dilation, groups=1):
+    parts = ["×".join(map(str, kernel))]
+    if any(s != 1 for s in strides):
+        parts.append(f"strides={strides if len(strides) > 1 else strides[0]}")
+    if not (padding == 0 or (isinstance(padding, str) and padding.upper() == "VALID")):
+        parts.append(f"padding={padding!r}")
+    if any(d != 1 for d in dilation):
+        parts.append(f"dilation={dilation if len(dilation) > 1 else dilation[0]}")
+    if groups != 1:
+        parts.append(f"groups={groups}")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, dilation,
+          groups, depth_multiplier, use_bias, flip_kernel, w_init, b_init, dtype, name: str,
+          kind: str) -> Layer:
+    """The convolution behind every layer here. ``depth_multiplier`` set means depthwise:
+    ``groups = C`` and ``F = C · depth_multiplier``, both known only at init."""
+    kernel = spatial_tuple(name, "kernel_size", kernel_size, ndim)
+    strides = spatial_tuple(name, "strides", strides, ndim)
+    dilation = spatial_tuple(name, "dilation", dilation, ndim)
+    padding = check_padding(name, padding, ndim)
+    w_init, b_init = initializers.get(w_init), initializers.get(b_init)
+    window = _effective(kernel, dilation)
+
+    def resolve(channels):
+        if depth_multiplier is not None:
+            return channels, channels * depth_multiplier
+        return groups, features
+
+    def init(key, input_shape):
+        check_spatial_input(name, input_shape, ndim)
+        channels = input_shape[-1]
+        n_groups, n_out = resolve(channels)
+        if channels % n_groups or n_out % n_groups:
+            raise LayerError(name, f"splits its channels into groups={n_groups}; the input's "
+                                   f"{channels} channels and the {n_out} filters must both be "
+                                   f"divisible by it.")
+        pads = padding_pairs(padding, input_shape[1:-1], window, strides)
+        out = check_windows(name, input_shape, window, strides, pads)
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, kernel + (channels // n_groups, n_out), dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (n_out,), dtype)
+        return (input_shape[0],) + out + (n_out,), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        w = params["w"]
+        n_groups, _ = resolve(x.shape[-1])
+        _check_channels(name, x, w.shape[-2] * n_groups, ndim)
+        pads = padding_pairs(padding, x.shape[1:-1], window, strides)
+        if flip_kernel:
+            w = _flip(w, ndim)
+        y = jax.lax.conv_general_dilated(
+            x, w.astype(x.dtype), window_strides=strides, padding=pads, rhs_dilation=dilation,
+            dimension_numbers=_DIMENSION_NUMBERS[ndim], feature_group_count=n_groups)
+        if use_bias:
+            y = _add_bias(y, params["b"])
+        return y, state
+
+    return Layer(init, apply, name, kind)
+
+
+def _conv_layer(ndim: int, features: int, kernel_size, strides, padding, dilation, groups,
+                use_bias, flip_kernel, w_init, b_init, dtype) -> Layer:
+    label = f"Conv{ndim}D"
+    check_int(label, "features", features)
+    check_int(label, "groups", groups)
+    kernel = spatial_tuple(label, "kernel_size", kernel_size, ndim)
+    strides_t = spatial_tuple(label, "strides", strides, ndim)
+    dilation_t = spatial_tuple(label, "dilation", dilation, ndim)
+    name = f"{label}({features}, {_describe(kernel, strides_t, padding, dilation_t, groups)}" \
+           + (", flip_kernel=True" if flip_kernel else "") + ")"
+    return _conv(ndim, features, kernel, strides=strides_t, padding=padding, dilation=dilation_t,
+                 groups=groups, depth_multiplier=None, use_bias=use_bias,
+                 flip_kernel=flip_kernel, w_init=w_init, b_init=b_init, dtype=dtype, name=name,
+                 kind=f"conv{ndim}d")
+
+
+def Conv1D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
+           groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+    """1-D convolution: x (batch, M, C) -> y (batch, Q, F); params ``w`` (K, C/groups, F),
+    ``b`` (F,). Arguments as `Conv2D` with one spatial axis."""
+    return _conv_layer(1, features, kernel_size, strides, padding, dilation, groups, use_bias,
+                       flip_kernel, w_init, b_init, dtype)
+
+
+def Conv2D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
+           groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+    """2-D convolution: x (batch, M, M', C) -> y (batch, Q, Q', F).
+
+    Params ``w`` (K, K', C/groups, F) (HWIO; fans for `fnn.init`:
+    ``fan_in = K·K'·C/groups``, ``fan_out = K·K'·F``) and ``b`` (F,) unless ``use_bias=False``.
+    ``kernel_size``, ``strides``, ``dilation``: an int or one per axis. ``padding``: see the
+    module docstring. ``groups`` g splits the channels into g groups, each convolved with its
+    own F/g filters (C and F divisible by g; ``groups = C`` is a depthwise convolution).
+    ``flip_kernel=True`` computes the true convolution (kernel rotated 180°) instead of the
+    cross-correlation. Output size per axis: ``Q = ⌊(M + P_lo + P_hi − d(K−1) − 1)/S⌋ + 1``.
+    A kernel larger than the padded input, or channels not divisible by ``groups``, is a
+    `LayerError` at init.
+    """
+    return _conv_layer(2, features, kernel_size, strides, padding, dilation, groups, use_bias,
+                       flip_kernel, w_init, b_init, dtype)
+
+
+def Conv3D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
+           groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+    """3-D convolution: x (batch, D, H, W, C) -> y (batch, Q, Q', Q'', F); params ``w``
+    (K, K', K'', C/groups, F), ``b`` (F,). Arguments as `Conv2D` with three spatial axes."""
+    return _conv_layer(3, features, kernel_size, strides, padding, dilation, groups, use_bias,
+                       flip_kernel, w_init, b_init, dtype)
+
+
+def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1,
+                    padding: Padding = "VALID", dilation=1, use_bias: bool = True,
+                    flip_kernel: bool = False, w_init="glorot_uniform", b_init="zeros",
+                    dtype=jnp.float32) -> Layer:
+    """Depthwise convolution: each input channel convolved with its own ``depth_multiplier``
+    filters, no mixing across channels (a `Conv2D` with ``groups = C``).
+
+    x (batch, M, M', C) -> y (batch, Q, Q', C·m); output channel ``c·m + j`` is filter ``j`` of
+    channel ``c``. Params ``w`` (K, K', 1, C·m) (HWIO with one input channel per group, so
+    ``fan_in = K·K'``) and ``b`` (C·m,). Output size as `Conv2D`.
+    """
+    name = "DepthwiseConv2D"
+    check_int(name, "depth_multiplier", depth_multiplier)
+    kernel = spatial_tuple(name, "kernel_size", kernel_size, 2)
+    strides_t = spatial_tuple(name, "strides", strides, 2)
+    dilation_t = spatial_tuple(name, "dilation", dilation, 2)
+    extra = f", depth_multiplier={depth_multiplier}" if depth_multiplier != 1 else ""
+    name = f"DepthwiseConv2D({_describe(kernel, strides_t, padding, dilation_t)}{extra})"
+    return _conv(2, None, kernel, strides=strides_t, padding=padding, dilation=dilation_t,
+                 groups=None, depth_multiplier=depth_multiplier, use_bias=use_bias,
+                 flip_kernel=flip_kernel, w_init=w_init, b_init=b_init, dtype=dtype, name=name,
+                 kind="depthwise_conv2d")
+
+
+def SeparableConv2D(features: int, kernel_size, *, depth_multiplier: int = 1, strides=1,
+                    padding: Padding = "VALID", dilation=1, use_bias: bool = True,
+                    w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+    """Depthwise separable convolution (Xception, MobileNet): a `DepthwiseConv2D` without bias
+    followed by a 1×1 `Conv2D` with F filters.
+
+    x (batch, M, M', C) -> y (batch, Q, Q', F). Params ``{"depthwise": {"w": (K, K', 1, C·m)},
+    "pointwise": {"w": (1, 1, C·m, F), "b": (F,)}}``: ``K·K'·C·m + C·m·F + F`` numbers against
+    ``K·K'·C·F + F`` for a full convolution. Both parts are children (``Layer.layers``).
+    """
+    check_int("SeparableConv2D", "features", features)
+    kernel = spatial_tuple("SeparableConv2D", "kernel_size", kernel_size, 2)
+    strides_t = spatial_tuple("SeparableConv2D", "strides", strides, 2)
+    dilation_t = spatial_tuple("SeparableConv2D", "dilation", dilation, 2)
+    name = f"SeparableConv2D({features}, {_describe(kernel, strides_t, padding, dilation_t)})"
+    model = serial(
+        ("depthwise", DepthwiseConv2D(kernel, depth_multiplier=depth_multiplier,
+                                      strides=strides_t, padding=padding, dilation=dilation_t,
+                                      use_bias=False, w_init=w_init, dtype=dtype)),
+        ("pointwise", Conv2D(features, 1, use_bias=use_bias, w_init=w_init, b_init=b_init,
+                             dtype=dtype)),
+        name=name)
+    return model._replace(kind="separable_conv2d")
+
+
+def Conv2DTranspose(features: int, kernel_size, *, strides=1, padding: Padding = "VALID",
+                    output_padding=0, dilation=1, use_bias: bool = True,
+                    w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+    """Transposed convolution ("deconvolution"): every input pixel scatters a copy of the
+    kernel, scaled by its value, into the output, ``S`` pixels apart:
+
+        y[n, i·S + k·d − P_lo, j·S' + k'·d' − P'_lo, f] += x[n, i, j, c] · w[k, k', c, f],
+
+    plus ``b[f]``; it is the adjoint (the gradient with respect to its input) of a `Conv2D`
+    with the same strides, padding and dilation and the kernel ``w`` with its last two axes
+    swapped. x (batch, M, M', C) -> y (batch, O, O', F); params ``w`` (K, K', C, F) (HWIO) and
+    ``b`` (F,). Output size per axis:
+
+        O = (M − 1)·S + d·(K − 1) + 1 − P_lo − P_hi + output_padding.
+
+    ``padding`` crops ``P_lo``/``P_hi`` cells from the full output: ``"VALID"`` crops nothing
+    (``O = (M − 1)·S + d(K−1) + 1 + output_padding``), ``"SAME"`` crops
+    ``d(K−1) + 1 − S`` cells split as in `Conv2D` so that ``O = M·S + output_padding``; ints
+    or ``(lo, hi)`` pairs as in `Conv2D` (PyTorch's ``padding``). ``output_padding`` (an int or
+    one per axis, smaller than the stride or the dilation) adds cells at the end: a strided
+    convolution maps several input sizes to one output size, and ``output_padding`` picks which
+    one the transpose returns.
+    """
+    label = "Conv2DTranspose"
+    check_int(label, "features", features)
+    kernel = spatial_tuple(label, "kernel_size", kernel_size, 2)
+    strides = spatial_tuple(label, "strides", strides, 2)
+    dilation = spatial_tuple(label, "dilation", dilation, 2)
+    out_pad = spatial_tuple(label, "output_padding", output_padding, 2, minimum=0)
+    for op, s, d in zip(out_pad, strides, dilation):
+        if op >= max(s, d):
+            raise ValueError(f"{label}: `output_padding` must be smaller than the stride or the "
+                             f"dilation; got output_padding={out_pad}, strides={strides}, "
+                             f"dilation={dilation}.")
+    shown, padding = padding, check_padding(label, padding, 2)
+    w_init, b_init = initializers.get(w_init), initializers.get(b_init)
+    window = _effective(kernel, dilation)
+    extra = f", output_padding={out_pad}" if any(out_pad) else ""
+    name = f"{label}({features}, {_describe(kernel, strides, shown, dilation)}{extra})"
+
+    def crops(sizes):
+        if padding == "SAME":  # total K_eff − S, possibly negative (then cells are added)
+            return tuple(((k - s) // 2, (k - s) - (k - s) // 2) for k, s in zip(window, strides))
+        return padding_pairs(padding, sizes, window, strides)
+
+    def output_sizes(sizes, pads):
+        return tuple((m - 1) * s + k - p[0] - p[1] + op
+                     for m, s, k, p, op in zip(sizes, strides, window, pads, out_pad))
+
+    def init(key, input_shape):
+        check_spatial_input(name, input_shape, 2)
+        pads = crops(input_shape[1:-1])
+        out = output_sizes(input_shape[1:-1], pads)
+        if min(out) < 1:
+            raise LayerError(name, f"would give an output of spatial size {out} for inputs "
+                                   f"{format_shape(tuple(input_shape))}: padding {pads} crops "
+                                   f"more than the full output.")
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, kernel + (input_shape[-1], features), dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (features,), dtype)
+        return (input_shape[0],) + out + (features,), params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        w = params["w"]
+        _check_channels(name, x, w.shape[-2], 2)
+        pads = crops(x.shape[1:-1])
+        # a stride-1 correlation of the input dilated by S (S − 1 zeros between pixels) with
+        # the flipped kernel; negative pads crop
+        conv_pads = tuple((k - 1 - p[0], k - 1 - p[1] + op)
+                          for k, p, op in zip(window, pads, out_pad))
+        y = jax.lax.conv_general_dilated(
+            x, _flip(w, 2).astype(x.dtype), window_strides=(1, 1), padding=conv_pads,
+            lhs_dilation=strides, rhs_dilation=dilation, dimension_numbers=_DIMENSION_NUMBERS[2])
+        if use_bias:
+            y = _add_bias(y, params["b"])
+        return y, state
+
+    return Layer(init, apply, name, "conv2d_transpose")
+
+
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D",
+           "SeparableConv2D", "check_padding", "check_spatial_input", "check_windows",
+           "padding_pairs", "spatial_tuple", "window_output_size"]

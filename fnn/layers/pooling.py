@@ -1,0 +1,150 @@
+"""Pooling: max, average and min over windows, and global pooling. No parameters, no state.
+
+Inputs are (batch, M, C) for the 1-D layers and (batch, M, M', C) (NHWC) for the 2-D ones;
+each channel is pooled on its own. A window ``K`` moved by the stride ``S`` (default: ``K``,
+non-overlapping windows) gives per spatial axis
+
+    Q = ⌊(M + P_lo + P_hi − K)/S⌋ + 1
+
+outputs, with padding as in `fnn.layers.conv` (``"VALID"``, ``"SAME"``, ints, ``(lo, hi)``
+pairs). Padded cells never win a max or a min (they hold −∞ / +∞). Average pooling divides by
+the number of real input cells in the window (``count_include_pad=False``, the default, as in
+Keras and TensorFlow), or by ``K·K'`` with padded cells counted as zeros
+(``count_include_pad=True``, PyTorch's default).
+
+Gradients (the course's rules): max pooling routes each output delta to the winning input
+(on a tie, `jax.lax.reduce_window`'s gradient picks one winner); average pooling spreads it
+evenly, ``1/(K·K')`` to each cell of the window.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from fnn.checks import check_choice
+from fnn.core import Layer, LayerError, check_rank, format_shape
+from fnn.layers.conv import (
+    Padding, check_padding, check_spatial_input, check_windows, padding_pairs, spatial_tuple)
+
+_REDUCERS = {"max": (jax.lax.max, -math.inf), "min": (jax.lax.min, math.inf),
+             "avg": (jax.lax.add, 0.0)}
+_DISPLAY = {"max": "MaxPool", "min": "MinPool", "avg": "AvgPool"}
+
+
+def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool) -> Layer:
+    label = f"{_DISPLAY[op]}{ndim}D"
+    window = spatial_tuple(label, "window", window, ndim)
+    strides = window if strides is None else spatial_tuple(label, "strides", strides, ndim)
+    shown, padding = padding, check_padding(label, padding, ndim)
+    args = ["×".join(map(str, window))]
+    if strides != window:
+        args.append(f"strides={strides if ndim > 1 else strides[0]}")
+    if padding != "VALID":
+        args.append(f"padding={shown!r}")
+    if op == "avg" and count_include_pad:
+        args.append("count_include_pad=True")
+    name = f"{label}({', '.join(args)})"
+    reducer, identity = _REDUCERS[op]
+    dims, steps = (1,) + window + (1,), (1,) + strides + (1,)
+
+    def init(key, input_shape):
+        check_spatial_input(name, input_shape, ndim)
+        pads = padding_pairs(padding, input_shape[1:-1], window, strides)
+        out = check_windows(name, input_shape, window, strides, pads, what="window")
+        return (input_shape[0],) + out + (input_shape[-1],), {}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        if x.ndim != ndim + 2:
+            raise LayerError(name, f"expects inputs with {ndim} spatial axes; got "
+                                   f"{format_shape(tuple(x.shape))}.")
+        pads = ((0, 0),) + padding_pairs(padding, x.shape[1:-1], window, strides) + ((0, 0),)
+        # a Python scalar identity with lax.max/min/add: JAX then uses its differentiable
+        # reduce_window_{max,min,sum} primitives
+        y = jax.lax.reduce_window(x, identity, reducer, dims, steps, pads)
+        if op == "avg":
+            if count_include_pad or all(p == (0, 0) for p in pads):
+                y = y / math.prod(window)
+            else:  # the number of real cells under each window (same for every example)
+                ones = jnp.ones((1,) + x.shape[1:-1] + (1,), x.dtype)
+                y = y / jax.lax.reduce_window(ones, 0.0, jax.lax.add, dims, steps, pads)
+        return y, state
+
+    return Layer(init, apply, name, f"{op}_pool{ndim}d")
+
+
+def MaxPool1D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+    """Max over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C)."""
+    return _pool("max", 1, window, strides, padding, False)
+
+
+def MaxPool2D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+    """Max over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C).
+    ``strides`` defaults to ``window``; see the module docstring for the output size."""
+    return _pool("max", 2, window, strides, padding, False)
+
+
+def MinPool1D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+    """Min over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C)."""
+    return _pool("min", 1, window, strides, padding, False)
+
+
+def MinPool2D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+    """Min over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C)."""
+    return _pool("min", 2, window, strides, padding, False)
+
+
+def AvgPool1D(window=2, strides=None, padding: Padding = "VALID",
+              count_include_pad: bool = False) -> Layer:
+    """Mean over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C). Padded cells
+    are left out of the mean unless ``count_include_pad=True``."""
+    check_choice("AvgPool1D", "count_include_pad", count_include_pad, (False, True))
+    return _pool("avg", 1, window, strides, padding, count_include_pad)
+
+
+def AvgPool2D(window=2, strides=None, padding: Padding = "VALID",
+              count_include_pad: bool = False) -> Layer:
+    """Mean over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C).
+
+    With padding, the mean is over the real cells of each window (``count_include_pad=False``,
+    Keras' rule) or over all ``K·K'`` cells with padded ones counted as 0 (``True``, PyTorch's
+    default)."""
+    check_choice("AvgPool2D", "count_include_pad", count_include_pad, (False, True))
+    return _pool("avg", 2, window, strides, padding, count_include_pad)
+
+
+def _global(op: str, keepdims: bool) -> Layer:
+    label = {"avg": "GlobalAvgPool", "max": "GlobalMaxPool"}[op]
+    name = f"{label}(keepdims=True)" if keepdims else f"{label}()"
+    reduce = jnp.mean if op == "avg" else jnp.max
+
+    def init(key, input_shape):
+        check_rank(name, input_shape, 3, "(batch, ..., channels) with at least one spatial axis")
+        spatial = tuple(input_shape[1:-1])
+        kept = (1,) * len(spatial) if keepdims else ()
+        return (input_shape[0],) + kept + (input_shape[-1],), {}, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        if x.ndim < 3:
+            raise LayerError(name, f"expects inputs of shape (batch, ..., channels); got "
+                                   f"{format_shape(tuple(x.shape))}.")
+        return reduce(x, axis=tuple(range(1, x.ndim - 1)), keepdims=keepdims), state
+
+    return Layer(init, apply, name, f"global_{op}_pool")
+
+
+def GlobalAvgPool(keepdims: bool = False) -> Layer:
+    """Mean over every spatial axis per channel: (batch, ..., C) -> (batch, C) (or
+    (batch, 1, ..., 1, C) with ``keepdims=True``)."""
+    return _global("avg", keepdims)
+
+
+def GlobalMaxPool(keepdims: bool = False) -> Layer:
+    """Max over every spatial axis per channel: (batch, ..., C) -> (batch, C) (or
+    (batch, 1, ..., 1, C) with ``keepdims=True``)."""
+    return _global("max", keepdims)
+
+
+__all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "GlobalMaxPool", "MaxPool1D", "MaxPool2D",
+           "MinPool1D", "MinPool2D"]
