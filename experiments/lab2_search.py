@@ -268,9 +268,10 @@ def load_data(cfg: Lab2SearchConfig) -> Data:
 def train_trial(config: Config, data: Data) -> Dict[str, Any]:
     """Train a `fnn run` config on ``data["train"]`` as `fnn run` would (same keys, penalty,
     augmentation) and score it on ``data["validation"]``; the test split is not touched."""
-    model, loss, optimizer = experiment.build(config, experiment.num_classes(data))
+    parts = experiment.check(config)
+    model = experiment.build(config, experiment.num_classes(data))
     started = time.perf_counter()
-    result = experiment.train_config(config, model, loss, optimizer, data["train"],
+    result = experiment.train_config(config, model, parts, data["train"],
                                      data["validation"], progress=False)
     h = result.history
     scored = (result.best_epoch or len(h["loss"])) - 1  # the epoch whose parameters fit returns

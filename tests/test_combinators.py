@@ -407,14 +407,14 @@ def test_wrong_params_structure_nested():
 def test_parallel_input_errors():
     model = parallel(Dense(3), Dense(2))
     with pytest.raises(LayerError, match=re.escape(
-            "parallel expects a tuple of 2 inputs; got (batch, 3).")):
+            "parallel expects a tuple of 2 inputs (or a dict keyed by ['dense_0', 'dense_1']); got (batch, 3).")):
         model.init(KEY, (None, 3))
     _, params, state = init_zeros(model, ((None, 3), (None, 3)))
     with pytest.raises(LayerError, match=re.escape(
-            "parallel expects a tuple of 2 inputs; got one array of shape (4, 3).")):
+            "parallel expects a tuple of 2 inputs (or a dict keyed by ['dense_0', 'dense_1']); got one array of shape (4, 3).")):
         model.apply(params, state, jnp.ones((4, 3)))
     with pytest.raises(LayerError, match=re.escape(
-            "parallel expects a tuple of 2 inputs; got a tuple of 3.")):
+            "parallel expects a tuple of 2 inputs (or a dict keyed by ['dense_0', 'dense_1']); got a tuple of 3.")):
         model.apply(params, state, (jnp.ones((4, 3)),) * 3)
 
 

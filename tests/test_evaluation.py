@@ -175,7 +175,7 @@ def test_fit_and_evaluate_cross_validates_a_model():
     x = rng.normal(size=(60, 2)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
     fit_fn = fit_and_evaluate(mlp([2], flatten=False), loss="softmax_cross_entropy",
-                              optimizer=sgd(0.5), key=KEY, epochs=5, batch_size=None)
+                              optimizer=sgd(0.5), key=KEY, epochs=5, batch_size="full")
     result = cross_validate(fit_fn, (x, y), holdout(KEY, 60, 0.5, stratify=y))
     assert set(result.scores) == {"loss", "accuracy"} and len(result.scores["accuracy"]) == 1
     assert result.mean["accuracy"] > 0.9

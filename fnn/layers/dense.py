@@ -50,7 +50,7 @@ def Dense(units: int, *, use_bias: bool = True, w_init="glorot_uniform", b_init=
             z = z + jnp.expand_dims(params["b"], tuple(range(z.ndim - 1)))
         return z, state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "dense")
 
 
 def Flatten() -> Layer:
@@ -64,7 +64,7 @@ def Flatten() -> Layer:
     def apply(params, state, x, *, key=None, train=False):
         return x.reshape(x.shape[0], -1), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "flatten")
 
 
 def Maxout(units: int, pieces: int = 2, *, w_init="glorot_uniform", b_init="zeros",
@@ -93,4 +93,4 @@ def Maxout(units: int, pieces: int = 2, *, w_init="glorot_uniform", b_init="zero
         z = z + jnp.expand_dims(params["b"], tuple(range(z.ndim - 2)))
         return z.max(axis=-2), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "maxout")

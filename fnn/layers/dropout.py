@@ -97,7 +97,7 @@ def Dropout(drop_rate: float, *, mode: str = "inverted", broadcast_axes: Sequenc
         keep = _keep(key, drop_rate, _mask_shape(name, x.shape, broadcast_axes))
         return _drop(x, keep, drop_rate, scale=not classic), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "dropout")
 
 
 @contextlib.contextmanager
@@ -145,7 +145,7 @@ def DropConnect(units: int, drop_rate: float, *, per_example: bool = False, **de
             return jax.vmap(lambda m, xi: dense_with(m, xi[None])[0])(masks, x), state
         return dense_with(_keep(key, drop_rate, w.shape), x), state
 
-    return Layer(init, apply, name)
+    return Layer(init, apply, name, "drop_connect")
 
 
 __all__ = ["Dropout", "DropConnect"]
