@@ -8,7 +8,7 @@ trains ``trials`` of them drawn without replacement from the config's seed. Ever
 ordinary `fnn run` config (``[base]`` filled in with the trial's values) trained for
 ``search.epochs`` epochs on the training split and scored by its accuracy on the validation
 split (5,000 training images held out; the test set is never looked at). k-fold
-cross-validation (`fnn.evaluation.kfold`) would score each trial k times over; on 2 shared CPU
+cross-validation (`fnn.validation.kfold`) would score each trial k times over; on 2 shared CPU
 cores that is too costly, so one validation split it is.
 
 The best trial becomes ``best.toml``, a `fnn run` config for the full budget (``[final]``:

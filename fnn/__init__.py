@@ -1,11 +1,12 @@
 """fnn: neural networks as pure JAX functions over parameter pytrees.
 
 A layer is a pair of pure functions, ``init(key, input_shape) -> (output_shape, params, state)``
-and ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``; parameters are
-plain nested dicts of arrays. See README.md for a tour.
+and ``apply(params, state, x, *, key=None, train=False, context=None) -> (y, new_state)``;
+parameters are plain nested dicts of arrays. See README.md for a tour and `fnn.core` for the
+protocol.
 """
-from fnn import (activations, checkpoint, data, evaluation, init, layers, losses, metrics, models,
-                 monitor, optim, plots)
+from fnn import (activations, checkpoint, data, init, layers, losses, metrics, models,
+                 monitor, optim, plots, validation)
 from fnn.core import Layer, LayerError, count_params, init_shapes
 from fnn.summary import summary
 from fnn.train import Batch, EarlyStopping, FitResult, evaluate, fit, make_train_step, predict
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch", "EarlyStopping", "FitResult", "Layer", "LayerError", "activations", "checkpoint",
-    "count_params", "data", "evaluate", "evaluation", "fit", "init", "init_shapes", "layers",
+    "count_params", "data", "evaluate", "fit", "init", "init_shapes", "layers",
     "losses", "make_train_step", "metrics", "models", "monitor", "optim", "plots", "predict",
-    "summary",
+    "summary", "validation",
 ]

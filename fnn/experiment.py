@@ -24,7 +24,7 @@ from fnn import activations, init, losses, metrics, optim, plots
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, OptimizerConfig,
                         TrainConfig, to_dict)
 from fnn.data import augment, load_mnist, scaling, synthetic
-from fnn.evaluation import CrossValidation, cross_validate, kfold
+from fnn.validation import CrossValidation, cross_validate, kfold
 from fnn.core import Layer
 from fnn.models import mlp
 from fnn.train import EarlyStopping, FitResult, evaluate, fit, predict

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnn.evaluation import (CrossValidation, Split, bootstrap, cross_validate, fit_and_evaluate,
+from fnn.validation import (CrossValidation, Split, bootstrap, cross_validate, fit_and_evaluate,
                             holdout, kfold, leave_one_out)
 
 KEY = jax.random.PRNGKey(0)
