@@ -9,12 +9,13 @@ from fnn import (activations, checkpoint, data, init, layers, losses, metrics, m
                  monitor, optim, plots, validation)
 from fnn.core import Layer, LayerError, count_params, init_shapes
 from fnn.summary import summary
-from fnn.train import Batch, EarlyStopping, FitResult, evaluate, fit, make_train_step, predict
+from fnn.train import (Batch, EarlyStopping, FitResult, TrainingDiverged, evaluate, fit,
+                       make_train_step, predict)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "EarlyStopping", "FitResult", "Layer", "LayerError", "activations", "checkpoint",
+    "Batch", "EarlyStopping", "FitResult", "Layer", "LayerError", "TrainingDiverged", "activations", "checkpoint",
     "count_params", "data", "evaluate", "fit", "init", "init_shapes", "layers",
     "losses", "make_train_step", "metrics", "models", "monitor", "optim", "plots", "predict",
     "summary", "validation",

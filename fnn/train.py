@@ -295,6 +295,26 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5)
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and batch."""
+
+
+def _check_finite(mean: _Mean, step_losses, epoch: int, first_batch: int, batches_per_epoch: int,
+                  checkpoint_path) -> None:
+    """Raise `TrainingDiverged` if the epoch's running loss is not finite (one device read)."""
+    if mean.sums is None or np.isfinite(float(mean.sums["loss"])):
+        return
+    values = np.asarray(jnp.stack(step_losses))
+    bad = first_batch + int(np.argmin(np.isfinite(values)))
+    kept = (f" The checkpoint {checkpoint_path} keeps the last state saved before it."
+            if checkpoint_path else "")
+    raise TrainingDiverged(
+        f"fit: the training loss became {values[bad - first_batch]} at epoch {epoch + 1}, batch "
+        f"{bad + 1} of {batches_per_epoch}; the parameters are no longer finite.{kept} Lower the "
+        "learning rate, or check the inputs and targets for NaN or infinite values "
+        "(check_finite=False trains on regardless).")
+
+
 def _checkpoint_tree(train_state: "TrainState", key, es, progress: Dict[str, Any]):
     """What `fit` saves: the train state, the key, early stopping, and the run's progress."""
     return {"params": train_state.params, "state": train_state.state,
@@ -317,7 +337,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         metrics: Callable = classification_metrics, penalty: Optional[Callable] = None,
         augment: Optional[Callable] = None, hooks: Sequence[Hook] = (),
         checkpoint_path: Optional[str] = None, checkpoint_every: Optional[int] = None,
-        resume: bool = False, progress: bool = True, log: Callable = print) -> FitResult:
+        resume: bool = False, check_finite: bool = True, progress: bool = True,
+        log: Callable = print) -> FitResult:
     """Train for ``epochs`` epochs of shuffled mini-batches; returns a `FitResult`.
 
     ``train_data`` (and ``validation_data``) is an ``(inputs, targets)`` pair of pytrees of
@@ -337,6 +358,10 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     to ``logs`` join the history, and returning ``True`` (exactly: not merely a truthy value)
     stops training. ``penalty(params)`` is added to the loss (e.g. an L2 term) and
     ``augment(key, inputs)`` transforms each training batch.
+
+    A loss that becomes NaN or infinite stops training with a `TrainingDiverged` error naming
+    the epoch and the first bad batch, checked at every epoch end and before every save, so the
+    checkpoint keeps the last finite state; ``check_finite=False`` trains on regardless.
     """
     data = as_batch(train_data, "train_data")
     val = None if validation_data is None else as_batch(validation_data, "validation_data")
@@ -383,12 +408,14 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         epoch_key = jax.random.fold_in(key, epoch)
         if bar is not None:
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
+        step_losses = []  # device scalars: read only if the epoch's loss is not finite
         for i, (batch, mask) in enumerate(
                 batches(data, size, key=epoch_key, pad=True, skip=first_batch), first_batch):
             params, state, opt_state, batch_metrics = step(
                 params, state, opt_state, _padded(batch, mask), jax.random.fold_in(epoch_key, i))
             mean.add(batch_metrics, float(mask.sum()) if batch.mask is None
                      else float(np.sum(mask * batch.mask)))
+            step_losses.append(batch_metrics["loss"])
             if bar is not None:
                 bar.update(1)
                 if i % 20 == 0:  # fetching the running means syncs with the device: not every step
@@ -397,7 +424,13 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
             global_step = epoch * batches_per_epoch + i + 1
             if checkpoint_every and global_step % checkpoint_every == 0 \
                     and i + 1 < batches_per_epoch:  # the epoch's end is saved below
+                if check_finite:
+                    _check_finite(mean, step_losses, epoch, first_batch, batches_per_epoch,
+                                  checkpoint_path)
                 save(epoch, i + 1, mean)
+        if check_finite:
+            _check_finite(mean, step_losses, epoch, first_batch, batches_per_epoch,
+                          checkpoint_path)
         first_batch = 0
         logs, mean = mean.result(), _Mean()
         if val is not None:

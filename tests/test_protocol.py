@@ -352,3 +352,21 @@ def test_resume_uses_the_live_structure_not_importable_classes(tmp_path):
         checkpoint.load(path)
     result = fit(model, params, state, data, epochs=2, resume=True, **kwargs)
     assert int(result.opt_state[0].count) == 4
+
+
+# --- a diverging loss stops training (issue 8) ---------------------------------------------------
+
+def test_a_non_finite_loss_stops_fit_and_names_epoch_and_batch(tmp_path):
+    model, params, state = mlp_model()
+    x = np.ones((12, 3), np.float32)
+    x[7] = np.nan  # one bad example: its shuffled batch is the first non-finite one
+    y = np.zeros(12, np.int32)
+    path = tmp_path / "ck.npz"
+    kwargs = dict(loss="softmax_cross_entropy", optimizer=sgd(0.1), key=KEY, batch_size=4,
+                  progress=False, checkpoint_path=str(path))
+    with pytest.raises(fnn.TrainingDiverged, match=r"loss became nan at epoch 1, batch \d of 3"):
+        fit(model, params, state, (x, y), epochs=2, **kwargs)
+    assert not path.exists()  # nothing non-finite was saved
+    result = fit(model, params, state, (x, y), epochs=1, check_finite=False,
+                 **{**kwargs, "checkpoint_path": None})
+    assert np.isnan(result.history["loss"][0])
