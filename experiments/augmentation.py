@@ -32,7 +32,7 @@ import numpy as np
 
 from fnn.config import Config, ConfigError, load as load_toml, to_dict
 from fnn.experiment import (build, check as check_run_config, experiment_main, load_data,
-                            make_augment, write_json)
+                            write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit
 
@@ -67,10 +67,10 @@ def load_config(path, quick: bool = False) -> AugmentationConfig:
     return cfg
 
 
-def check(cfg: AugmentationConfig) -> None:
+def check(cfg: AugmentationConfig):
     """`fnn.experiment.check`, plus what this study needs, naming the key."""
-    check_run_config(cfg)
-    if make_augment(cfg.augment) is None:
+    parts = check_run_config(cfg)
+    if parts.augment is None:
         raise ConfigError("config key `augment` must turn on at least one augmentation "
                           "(max_shift, max_degrees or noise_std).")
     if cfg.early_stopping is not None:
@@ -83,6 +83,7 @@ def check(cfg: AugmentationConfig) -> None:
                        "grid.variants": cfg.grid.variants}.items():
         if value < 1:
             raise ConfigError(f"config key `{key}` must be positive; got {value}.")
+    return parts
 
 
 def describe(augment_cfg) -> str:
@@ -145,14 +146,14 @@ def run(cfg: AugmentationConfig, out, *, data=None, progress: bool = True, log=p
     ``data`` (``{"train", "validation", "test"}: (x, y)`` pairs, images (N, H, W), integer
     labels) replaces MNIST, e.g. in tests. Returns the results that ``results.json`` holds.
     """
-    check(cfg)
+    parts = check(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_key, grid_key, runs_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
     data = load_data(cfg.data, data_key) if data is None else data
     num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
-    model, loss, optimizer = build(cfg, num_classes)
-    augment = make_augment(cfg.augment)
+    model = build(cfg, num_classes)
+    loss, optimizer, augment = parts
     log(f"{cfg.name}: {len(data['train'][0])} training, {len(data['validation'][0])} "
         f"validation, {len(data['test'][0])} test images; {cfg.train.epochs} epochs, "
         f"{cfg.repeats} run(s) per setting; augmentation: {describe(cfg.augment)} -> {out}")
@@ -164,7 +165,7 @@ def run(cfg: AugmentationConfig, out, *, data=None, progress: bool = True, log=p
         for setting in SETTINGS:
             runs[setting].append(train_setting(
                 model, params, state, data, loss=loss, optimizer=optimizer, key=fit_key,
-                epochs=cfg.train.epochs, batch_size=cfg.train.batch_size or None,
+                epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                 augment=augment if setting == "augmented" else None, progress=progress,
                 log=log))
             log(f"repeat {repeat}, {setting}: " + "  ".join(

@@ -51,9 +51,9 @@ def load_config(path, quick: bool = False) -> Config:
     return cfg
 
 
-def check(cfg: Config) -> None:
+def check(cfg: Config):
     """`fnn.experiment.check`, plus the early-stopping rule this study needs, naming the key."""
-    check_run_config(cfg)
+    parts = check_run_config(cfg)
     es = cfg.early_stopping
     if es is None:
         raise ConfigError("config key `early_stopping` is missing: this study needs an "
@@ -75,6 +75,8 @@ def check(cfg: Config) -> None:
 
 
 # ----------------------------------------------------------------------------- the study
+    return parts
+
 
 def run_keys(cfg: Config):
     """``(data_key, init_key, fit_key)`` from the config's seed, as `fnn run` splits them."""
@@ -138,7 +140,7 @@ def run(cfg: Config, out, *, data=None, progress: bool = True, log=print) -> Dic
     ``data`` (``{"train", "validation", "test"}: (x, y)`` pairs, integer labels) replaces MNIST,
     e.g. in tests. Returns the results that ``results.json`` holds.
     """
-    check(cfg)
+    parts = check(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_key, init_key, fit_key = run_keys(cfg)
@@ -147,12 +149,13 @@ def run(cfg: Config, out, *, data=None, progress: bool = True, log=print) -> Dic
         f"{len(data['test'][0])} test examples, at most {cfg.train.epochs} epochs -> {out}")
     started = time.perf_counter()
     num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
-    model, loss, optimizer = build(cfg, num_classes)
+    model = build(cfg, num_classes)
+    loss, optimizer = parts.loss, parts.optimizer
     _, params, state = model.init(init_key, (None, *data["train"][0].shape[1:]))
     stopped, full = train_both(
         model, params, state, data, rule=EarlyStopping(**dataclasses.asdict(cfg.early_stopping)),
         loss=loss, optimizer=optimizer, key=fit_key, epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size or None, progress=progress, log=log)
+        batch_size=cfg.train.batch_size, progress=progress, log=log)
     if stopped.best_epoch is None:
         raise RuntimeError(f"{cfg.name}: early stopping never recorded a best epoch: is "
                            f"{cfg.early_stopping.monitor} finite?")

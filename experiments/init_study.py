@@ -40,7 +40,8 @@ from fnn.experiment import experiment_main, jsonable, read_results, write_json
 from fnn.plots import available as plots_available, figure, save
 from fnn.models import mlp
 from fnn.optim import sgd
-from fnn.train import Batch, evaluate, make_train_step, padded_batches, progress_bar
+from fnn.data import batches
+from fnn.train import Batch, evaluate, make_train_step, progress_bar
 
 
 LOSS = "softmax_cross_entropy"
@@ -227,9 +228,9 @@ def train(model, params, state, data, *, learning_rate: float, epochs: int, batc
     started = time.perf_counter()
     for epoch in range(epochs):
         epoch_key = jax.random.fold_in(key, epoch)
-        for i, (idx, mask) in enumerate(padded_batches(len(x), size, epoch_key)):
+        for i, ((xb, yb), mask) in enumerate(batches((x, y), size, key=epoch_key, pad=True)):
             params, state, opt_state, metrics = step(
-                params, state, opt_state, Batch(x[idx], y[idx], mask),
+                params, state, opt_state, Batch(xb, yb, mask),
                 jax.random.fold_in(epoch_key, i))
             losses_.append(metrics["loss"])
             if on_step:

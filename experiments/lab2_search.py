@@ -8,7 +8,7 @@ trains ``trials`` of them drawn without replacement from the config's seed. Ever
 ordinary `fnn run` config (``[base]`` filled in with the trial's values) trained for
 ``search.epochs`` epochs on the training split and scored by its accuracy on the validation
 split (5,000 training images held out; the test set is never looked at). k-fold
-cross-validation (`fnn.evaluation.kfold`) would score each trial k times over; on 2 shared CPU
+cross-validation (`fnn.validation.kfold`) would score each trial k times over; on 2 shared CPU
 cores that is too costly, so one validation split it is.
 
 The best trial becomes ``best.toml``, a `fnn run` config for the full budget (``[final]``:
@@ -268,9 +268,10 @@ def load_data(cfg: Lab2SearchConfig) -> Data:
 def train_trial(config: Config, data: Data) -> Dict[str, Any]:
     """Train a `fnn run` config on ``data["train"]`` as `fnn run` would (same keys, penalty,
     augmentation) and score it on ``data["validation"]``; the test split is not touched."""
-    model, loss, optimizer = experiment.build(config, experiment.num_classes(data))
+    parts = experiment.check(config)
+    model = experiment.build(config, experiment.num_classes(data))
     started = time.perf_counter()
-    result = experiment.train_config(config, model, loss, optimizer, data["train"],
+    result = experiment.train_config(config, model, parts, data["train"],
                                      data["validation"], progress=False)
     h = result.history
     scored = (result.best_epoch or len(h["loss"])) - 1  # the epoch whose parameters fit returns

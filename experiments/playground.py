@@ -440,7 +440,7 @@ def train_group(group: Group, cfg: PlaygroundConfig, grid, on_epoch=None) -> Dic
             on_epoch()
 
     result = fit(model, params, state, members.train, loss=LOSS, optimizer=sgd(s.learning_rate),
-                 key=shuffle_key, epochs=s.epochs, batch_size=s.batch_size or None,
+                 key=shuffle_key, epochs=s.epochs, batch_size=s.batch_size or "full",
                  hooks=[record], progress=False)
     final = {f"{split}_{name}": np.asarray(value)
              for split, data in (("train", members.train), ("test", members.test))

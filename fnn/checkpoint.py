@@ -37,6 +37,18 @@ DESCRIPTION_ENTRY = "__fnn_checkpoint__"  # leaf entries start with "[" or "." (
 _PYTHON_SCALAR_DTYPES = {"bool": np.dtype(np.bool_), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
 
 
+class _AsSaved:
+    """The type of `AS_SAVED`."""
+
+    def __repr__(self):
+        return "fnn.checkpoint.AS_SAVED"
+
+
+AS_SAVED = _AsSaved()
+"""A ``like=`` entry that accepts whatever the file holds at that place (its structure is read
+from the file): for parts whose structure the caller cannot know, such as a metrics history."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint file cannot be loaded faithfully: it is truncated, corrupt, not a checkpoint,
     does not match ``like=``, or holds something this process cannot restore."""
@@ -75,6 +87,7 @@ def load(path, like=None):
         or ``jax.eval_shape`` of it (leaves may be arrays, ``jax.ShapeDtypeStruct`` or Python
         scalars). The checkpoint must match it exactly (containers, dict keys, NamedTuple fields,
         shapes, dtypes); NamedTuple classes are then taken from the template instead of imported.
+        A subtree given as `AS_SAVED` is taken as the file holds it.
 
     Raises:
       FileNotFoundError: no file at ``path``.
@@ -125,6 +138,8 @@ def _describe(tree, function, arrays=None, path=()):
     where = keystr(path)
     if tree is None:
         return {"node": "none"}
+    if tree is AS_SAVED and function == "load":
+        return {"node": "as_saved"}
     if type(tree) is dict:
         for key in tree:
             if type(key) is not str:
@@ -234,6 +249,8 @@ def _summary(node):
 
 def _first_mismatch(stored, expected, path):
     """``(keystr path, detail)`` of the first difference between two descriptions, or None."""
+    if expected.get("node") == "as_saved":
+        return None
     if _summary(stored) != _summary(expected):
         return keystr(path), f"the checkpoint has {_summary(stored)}, like= has {_summary(expected)}"
     if stored.get("node") in ("dict", "list", "tuple", "namedtuple"):
@@ -267,7 +284,7 @@ def _format(node):
         return "[" + ", ".join(children) + "]"
     if kind == "tuple":
         return "(" + ", ".join(children) + ("," if len(children) == 1 else "") + ")"
-    return "None"
+    return "AS_SAVED" if kind == "as_saved" else "None"
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -338,6 +355,8 @@ class _Restorer:
         return CheckpointError(f"load: {self.path} at {_named(where)}: {message}")
 
     def node(self, node, like, path):
+        if like is AS_SAVED:
+            like = None
         if "leaf" in node:
             return self.leaf(node, keystr(path))
         kind = node["node"]

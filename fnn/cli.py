@@ -29,10 +29,10 @@ def run_command(args) -> None:
     config = config_lib.load(args.config)
     from fnn.experiment import check, copy_config, run, run_folder  # imports JAX: a good config only
 
-    check(config)
+    parts = check(config)
     out = run_folder(config.name, args.out)
     copy_config(args.config, out)
-    run(config, out, resume=args.resume, progress=not args.no_progress)
+    run(config, out, resume=args.resume, progress=not args.no_progress, parts=parts)
 
 
 def cv_command(args) -> None:

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
@@ -24,7 +24,8 @@ from fnn import activations, init, losses, metrics, optim, plots
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, OptimizerConfig,
                         TrainConfig, to_dict)
 from fnn.data import augment, load_mnist, scaling, synthetic
-from fnn.evaluation import CrossValidation, cross_validate, kfold
+from fnn.validation import CrossValidation, cross_validate, kfold
+from fnn.core import Layer
 from fnn.models import mlp
 from fnn.train import EarlyStopping, FitResult, evaluate, fit, predict
 
@@ -86,8 +87,17 @@ def _check_range(key: str, value, low, high=None, *, low_open=False):
         raise ConfigError(f"config key `{key}` must be {bound}; got {value}.")
 
 
-def check(config: Config) -> None:
-    """Reject names and values the schema's types cannot catch, before any data is loaded."""
+class Parts(NamedTuple):
+    """What a checked config builds, once: its loss, optimizer and batch augmentation."""
+
+    loss: Callable
+    optimizer: optim.Optimizer
+    augment: Optional[Callable]
+
+
+def check(config: Config) -> Parts:
+    """Reject names and values the schema's types cannot catch, before any data is loaded; return
+    the loss, optimizer and augmentation the config names (each built once, here)."""
     m, d, t = config.model, config.data, config.train
     if m.kind != "mlp":
         raise ConfigError(f"config key `model.kind`: unknown model {m.kind!r}; expected 'mlp'.")
@@ -97,7 +107,10 @@ def check(config: Config) -> None:
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"config key `model.hidden` must list positive sizes; got {m.hidden}.")
     _check_range("train.epochs", t.epochs, 0, low_open=True)
-    for key, value in {"train.batch_size": t.batch_size, "train.l1": t.l1, "train.l2": t.l2,
+    if t.batch_size != "full" and not (isinstance(t.batch_size, int) and t.batch_size >= 1):
+        raise ConfigError(f"config key `train.batch_size` must be a positive integer or \"full\" "
+                          f"(one batch of every example); got {t.batch_size!r}.")
+    for key, value in {"train.l1": t.l1, "train.l2": t.l2,
                        "data.validation_size": d.validation_size,
                        "data.train_size": d.train_size}.items():
         _check_range(key, value, 0)
@@ -109,9 +122,8 @@ def check(config: Config) -> None:
     _checked("model.activation", activations.get, m.activation)
     _checked("model.w_init", init.get, m.w_init)
     _checked("data.scaling", scaling.get, d.scaling)
-    _checked("train.loss", losses.get, t.loss)
-    make_optimizer(config.optimizer)
-    make_augment(config.augment)
+    return Parts(_checked("train.loss", losses.get, t.loss), make_optimizer(config.optimizer),
+                 make_augment(config.augment))
 
 
 def _same_kind(value, default) -> bool:
@@ -161,13 +173,11 @@ def make_penalty(cfg: TrainConfig, num_examples: int):
                            + cfg.l1 * losses.l1_penalty(params)) / num_examples
 
 
-def build(config: Config, classes: int):
-    """The model (with ``classes`` outputs), loss and optimizer a config names."""
-    check(config)
+def build(config: Config, classes: int) -> Layer:
+    """The model a checked config describes, with ``classes`` outputs."""
     m = config.model
-    model = mlp([*m.hidden, classes], activation=m.activation, w_init=m.w_init,
-                dropout=m.dropout, input_dropout=m.input_dropout)
-    return model, losses.get(config.train.loss), make_optimizer(config.optimizer)
+    return mlp([*m.hidden, classes], activation=m.activation, w_init=m.w_init,
+               dropout=m.dropout, input_dropout=m.input_dropout)
 
 
 def run_keys(seed: int):
@@ -180,21 +190,22 @@ def num_classes(data: Dict[str, Split]) -> int:
     return int(max(int(y.max()) for _, y in data.values())) + 1
 
 
-def train_config(config: Config, model, loss, optimizer, train_data: Split,
+def train_config(config: Config, model, parts: Parts, train_data: Split,
                  validation_data: Optional[Split] = None, **fit_options) -> FitResult:
     """`fnn.fit` as the config says: its keys, epochs, batch size, early stopping (when there is
-    validation data), penalty and augmentation; ``fit_options`` go to `fit` (hooks, progress, ...)."""
+    validation data), penalty, and the loss, optimizer and augmentation of ``parts`` (from
+    `check`); ``fit_options`` go to `fit` (hooks, progress, ...)."""
     _, init_key, fit_key = run_keys(config.seed)
     x_train = train_data[0]
     _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
     es = config.early_stopping
     use_es = es is not None and validation_data is not None
-    return fit(model, params, state, train_data, loss=loss, optimizer=optimizer, key=fit_key,
-               epochs=config.train.epochs, batch_size=config.train.batch_size or None,
+    return fit(model, params, state, train_data, loss=parts.loss, optimizer=parts.optimizer,
+               key=fit_key, epochs=config.train.epochs, batch_size=config.train.batch_size,
                validation_data=validation_data,
                early_stopping=EarlyStopping(**dataclasses.asdict(es)) if use_es else None,
-               penalty=make_penalty(config.train, len(x_train)),
-               augment=make_augment(config.augment), **fit_options)
+               penalty=make_penalty(config.train, len(x_train)), augment=parts.augment,
+               **fit_options)
 
 
 def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossValidation:
@@ -204,17 +215,17 @@ def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossVali
     Each fold scales with statistics of its own training part and trains for
     ``train.epochs`` epochs; early stopping is off (it would need a third split).
     """
-    check(config)
+    parts = check(config)
     data_key = run_keys(config.seed)[0]
     splits = load_splits(config.data, data_key)
     pool = tuple(np.concatenate([splits[name][i] for name in ("train", "validation")
                                  if name in splits]) for i in (0, 1))
-    model, loss, optimizer = build(config, num_classes(splits))
+    model = build(config, num_classes(splits))
 
     def train_and_score(train, test):
         scaled = scale_splits(config.data, {"train": train, "test": test})
-        result = train_config(config, model, loss, optimizer, scaled["train"], progress=False)
-        scores = evaluate(model, result.params, result.state, scaled["test"], loss=loss)
+        result = train_config(config, model, parts, scaled["train"], progress=False)
+        scores = evaluate(model, result.params, result.state, scaled["test"], loss=parts.loss)
         log("fold: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return scores
 
@@ -225,14 +236,18 @@ def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossVali
 
 
 def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
-        log=print) -> dict:
-    """Train and test the config's model; write the run folder; return the results."""
+        log=print, parts: Optional[Parts] = None) -> dict:
+    """Train and test the config's model; write the run folder; return the results.
+
+    ``parts`` is what `check` returned for ``config`` (checked here when not given)."""
+    parts = check(config) if parts is None else parts
+    loss = parts.loss
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(config.data, run_keys(config.seed)[0])
     x_train = data["train"][0]
     classes = num_classes(data)
-    model, loss, optimizer = build(config, classes)
+    model = build(config, classes)
     metrics_log = (out / "metrics.jsonl").open("a" if resume else "w")
 
     def write_epoch(epoch, logs, train_state):
@@ -243,7 +258,7 @@ def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
         f"validation, {len(data['test'][0])} test examples -> {out}")
     started = time.perf_counter()
     with metrics_log:
-        result = train_config(config, model, loss, optimizer, data["train"],
+        result = train_config(config, model, parts, data["train"],
                               data.get("validation"), hooks=[write_epoch],
                               checkpoint_path=str(out / "checkpoint.npz"), resume=resume,
                               progress=progress, log=log)

@@ -21,10 +21,10 @@ dead_fraction   for element-wise activation layers: the fraction of units (last 
 
 W is a layer's weights: its parameter leaves not named like a bias or a normalization parameter
 (the default mask of `fnn.param_masks`, as for penalties and weight decay); layers without
-weights get no parameter statistics. A *layer* is a top-level key of ``params``; for a `serial` model (``model.layers``) these are its children, in
-order, and the activation statistics apply them one by one. A child that is itself a
-combinator counts as one layer (its output is what is measured). Other models get the parameter
-statistics only.
+weights get no parameter statistics. A *layer* is a leaf of the model (a layer without
+children) at any depth, named by its path (``dense_0``, ``residual_0/block/dense_0``; see
+`layers_of`), in the order the model applies them; every combinator exposes its children, so a
+residual block shows its inner layers.
 
 The update ratio uses the update the optimizer would make from its current state (momentum,
 Adam moments, schedule) for the probe gradient and loss, computed and not applied. Unlike the change in
@@ -42,9 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import losses, param_masks
-from fnn.core import Layer
 from fnn.checks import check_int
+from fnn.core import Layer, LayerInfo, capture_outputs, init_shapes, subtree, walk
 from fnn.optim import Optimizer, apply_updates
+from fnn.train import input_shape_of
 
 STATS = ("grad_norm", "update_ratio", "weight_var", "act_var", "dead_fraction")
 
@@ -53,19 +54,27 @@ Stats = Dict[str, Dict[str, Any]]  # layer name -> statistic name -> value
 
 # ----------------------------------------------------------------------------- statistics
 
-def layer_outputs(model: Layer, params, state, inputs) -> Dict[str, jax.Array]:
-    """Each child's output of a serial model, in order and in eval mode: ``{name: a}``.
+def layers_of(model: Layer, input_shape) -> List[LayerInfo]:
+    """The leaf layers of ``model`` (those without children), at any depth, in the order they are
+    applied; the model itself when it has no children. Names are ``"/".join(info.path)``."""
+    leaves = [info for info in walk(model, input_shape) if not info.layer.layers]
+    return leaves or [LayerInfo((), model, input_shape, init_shapes(model, input_shape)[0])]
 
-    The last value is the model's output. Raises a ValueError for a model without children.
-    """
-    if not model.layers:
-        raise ValueError(f"layer_outputs: needs a serial model, whose `layers` lists its "
-                         f"children; {model.name} has none.")
-    outputs, x = {}, inputs
-    for name, layer in model.layers:
-        x, _ = layer.apply(params[name], state[name], x, train=False)
-        outputs[name] = x
-    return outputs
+
+def layer_name(info: LayerInfo) -> str:
+    """A leaf layer's name in the statistics: its path (``residual_0/block/dense_0``), or
+    ``"params"`` for a model without children."""
+    return "/".join(info.path) or "params"
+
+
+def layer_outputs(model: Layer, params, state, inputs) -> Dict[str, jax.Array]:
+    """Each leaf layer's output in eval mode, at any depth, in order: ``{name: a}`` (see
+    `layer_name`). For a `serial` model the last value is the model's output."""
+    _, captured = capture_outputs(model, params, state, inputs)
+    infos = layers_of(model, input_shape_of(inputs))
+    if not infos[0].path:
+        return {"params": model.apply(params, state, inputs, train=False)[0]}
+    return {layer_name(info): captured[info.path] for info in infos}
 
 
 def _weights(tree, like) -> List[jax.Array]:
@@ -75,11 +84,6 @@ def _weights(tree, like) -> List[jax.Array]:
 
 def _norm(leaves) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
-
-
-def _is_elementwise(layer_params, x, a) -> bool:
-    """A parameter-free layer that keeps the shape: an activation (decided at trace time)."""
-    return not jax.tree_util.tree_leaves(layer_params) and getattr(x, "shape", None) == a.shape
 
 
 def layer_stats(model: Layer, params, state, probe, *, loss,
@@ -93,14 +97,11 @@ def layer_stats(model: Layer, params, state, probe, *, loss,
     """
     inputs, targets = probe
     loss_fn = losses.get(loss)
+    infos = layers_of(model, input_shape_of(inputs))
 
     def objective(p):
-        if model.layers:
-            outputs = layer_outputs(model, p, state, inputs)
-            y = outputs[model.layers[-1][0]]
-        else:
-            outputs, (y, _) = {}, model.apply(p, state, inputs, train=False)
-        return jnp.mean(loss_fn(y, targets)), outputs
+        y, captured = capture_outputs(model, p, state, inputs)
+        return jnp.mean(loss_fn(y, targets)), captured
 
     (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates = None
@@ -108,33 +109,26 @@ def layer_stats(model: Layer, params, state, probe, *, loss,
         opt_state = optimizer.init(params) if opt_state is None else opt_state
         updates, _ = optimizer.update(grads, opt_state, params, loss=value)
 
-    group = (lambda tree: tree) if isinstance(params, dict) else (lambda tree: {"params": tree})
-    stats, x = {}, inputs
-    for name in _layer_names(model, params):
-        own, s = group(params)[name], {}  # the layer's own params
+    stats = {}
+    for info in infos:
+        own, s = subtree(params, info.path), {}  # the layer's own params
         weights = _weights(own, own)
         if weights:
-            s["grad_norm"] = _norm(_weights(group(grads)[name], own))
+            s["grad_norm"] = _norm(_weights(subtree(grads, info.path), own))
             if updates is not None:
-                s["update_ratio"] = _norm(_weights(group(updates)[name], own)) / _norm(weights)
+                s["update_ratio"] = (_norm(_weights(subtree(updates, info.path), own))
+                                     / _norm(weights))
             s["weight_var"] = jnp.var(jnp.concatenate([w.ravel() for w in weights]))
-        a = outputs.get(name)
+        a = outputs.get(info.path)
         if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating):  # not a tuple
             s["act_var"] = jnp.var(a)
-            if _is_elementwise(own, x, a):
+            if not weights and not jax.tree_util.tree_leaves(own) \
+                    and info.input_shape == info.output_shape:  # an element-wise activation
                 dead = jnp.all(a == 0, axis=tuple(range(a.ndim - 1)))
                 s["dead_fraction"] = jnp.mean(dead.astype(jnp.float32))
-        x = outputs.get(name, x)
         if s:
-            stats[name] = s
+            stats[layer_name(info)] = s
     return stats
-
-
-def _layer_names(model: Layer, params) -> List[str]:
-    """Layers in depth order: a serial model's children, else the top-level params keys."""
-    if model.layers:
-        return [name for name, _ in model.layers]
-    return list(params) if isinstance(params, dict) else ["params"]
 
 
 def diagnose(stats: Stats, *, ratio_range: Sequence[float] = (1e-4, 1e-2),
@@ -217,7 +211,7 @@ class Monitor:
     def record(self, params, state, opt_state=None, *, epoch: int) -> Stats:
         """Compute, append and return the statistics for these parameters."""
         stats = jax.device_get(self._stats(params, state, self.probe, opt_state=opt_state))
-        names = _layer_names(self.model, params)
+        names = [layer_name(info) for info in layers_of(self.model, input_shape_of(self.probe[0]))]
         ordered = {name: {k: float(stats[name][k]) for k in STATS if k in stats[name]}
                    for name in names if name in stats}
         self.epochs.append(int(epoch))

@@ -1,33 +1,26 @@
-"""A Keras-like table of a model: each layer, its output shape and its parameter count."""
+"""A Keras-like table of a model: every layer at any depth, its output shape and parameter count."""
 from __future__ import annotations
 
-from fnn.core import Layer, count_params, format_shape, init_shapes
-
-
-def _rows(layer: Layer, input_shape, params, state, prefix=""):
-    """(path, kind, output shape, #params) for each child of a `serial`, nested serials expanded."""
-    shape = input_shape
-    for name, child in layer.layers:
-        out, _, _ = init_shapes(child, shape)
-        path = prefix + name
-        if child.layers:
-            yield from _rows(child, shape, params[name], state[name], path + "/")
-        else:
-            yield path, child.name, out, count_params(params[name]), count_params(state[name])
-        shape = out
+from fnn.core import Layer, count_params, format_shape, init_shapes, subtree, walk
 
 
 def summary(model: Layer, input_shape, *, print_fn=print) -> int:
     """Print the model's layers as a table and return its number of trainable parameters.
 
     ``input_shape`` includes the batch axis, which may be ``None``: ``summary(mlp, (None, 784))``.
-    Layer state (e.g. running statistics) is counted apart as non-trainable.
+    Every sublayer of every combinator is a row, named by its path (``residual_0/block/dense_0``);
+    a combinator's own row shows its output shape and, in parentheses, the parameters of all
+    its children, which are listed below it. Layer state (e.g. running statistics) is counted
+    apart as non-trainable. Nothing is computed: shapes come from `jax.eval_shape`.
     """
     out, params, state = init_shapes(model, input_shape)
-    rows = list(_rows(model, input_shape, params, state)) if model.layers else [
-        ("", model.name, out, count_params(params), count_params(state))]
-    table = [("Layer (path)", "Kind", "Output shape", "Params")] + [
-        (path, kind, format_shape(shape), f"{n:,}") for path, kind, shape, n, _ in rows]
+    infos = walk(model, input_shape)
+    rows = [("", model.name, format_shape(out), f"{count_params(params):,}")] if not infos else [
+        ("/".join(info.path), info.layer.name, format_shape(info.output_shape),
+         (f"({count_params(subtree(params, info.path)):,})" if info.layer.layers
+          else f"{count_params(subtree(params, info.path)):,}"))
+        for info in infos]
+    table = [("Layer (path)", "Kind", "Output shape", "Params")] + rows
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
 

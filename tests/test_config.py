@@ -49,6 +49,15 @@ def test_bad_keys_and_types_are_named(raw, message):
         from_dict(raw)
 
 
+def test_full_batch_is_spelled_full_in_configs():
+    """One meaning: "full" (0 used to mean full batch in configs while fit said None)."""
+    cfg = from_dict({"train": {"batch_size": "full"}})
+    check(cfg)
+    for bad in (0, "all"):
+        with pytest.raises(ConfigError, match='`train.batch_size` must be a positive integer or "full"'):
+            check(from_dict({"train": {"batch_size": bad}}))
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"model": {"activation": "rleu"}}, "`model.activation`: unknown activation 'rleu'"),
     ({"model": {"w_init": "he"}}, "`model.w_init`"),
@@ -58,7 +67,7 @@ def test_bad_keys_and_types_are_named(raw, message):
     ({"data": {"scaling": "zscore"}}, "`data.scaling`"),
     ({"train": {"loss": "l2"}}, "`train.loss`"),
     ({"train": {"epochs": 0}}, "`train.epochs` must be > 0"),
-    ({"train": {"batch_size": -1}}, "`train.batch_size` must be >= 0"),
+    ({"train": {"batch_size": -1}}, "`train.batch_size` must be a positive integer or \"full\""),
     ({"optimizer": {"name": "adamm"}}, "`optimizer.name`: unknown optimizer 'adamm'"),
     ({"optimizer": {"name": "sgd", "momentun": 0.9}},
      "unknown config key `optimizer.momentun`: sgd takes momentum, nesterov"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fnn.config import Config, ConfigError, from_dict
+from fnn import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(progress=False, log=lambda *args: None)
@@ -102,7 +103,7 @@ def test_augmentation_run_writes_two_rows_curves_and_example_grid(tmp_path):
 def test_example_grid_shows_originals_then_distinct_augmented_copies():
     x, y = digits(40, 0)
     cfg = from_dict({"augment": {"max_shift": 2}}, augmentation.AugmentationConfig)
-    augment = augmentation.make_augment(cfg.augment)
+    augment = experiment.make_augment(cfg.augment)
     grid = augmentation.example_grid((x, y), augment, jax.random.PRNGKey(0),
                                      augmentation.GridSpec(examples=4, variants=3))
     picked = augmentation.pick_examples(y, 4)

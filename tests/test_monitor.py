@@ -75,16 +75,20 @@ def test_layer_outputs_are_the_serial_forward_pass():
     outputs = layer_outputs(model, params, state, X[:4])
     assert list(outputs) == ["dense_0", "relu_0", "dense_1"]
     np.testing.assert_allclose(outputs["dense_1"], model.apply(params, state, X[:4])[0], rtol=1e-6)
-    with pytest.raises(ValueError, match="layer_outputs: needs a serial model.*residual has none"):
-        layer_outputs(residual(Dense(5)), {}, {}, X[:4])
+    block = residual(Dense(5), ReLU())  # any combinator: its leaves, by path
+    _, params, state = block.init(KEY, (None, 5))
+    outputs = layer_outputs(block, params, state, X[:4])
+    assert list(outputs) == ["block/dense_0", "block/relu_0"]
+    np.testing.assert_allclose(outputs["block/relu_0"] + X[:4], block.apply(params, state, X[:4])[0],
+                               rtol=1e-6)
 
 
-def test_other_models_get_parameter_statistics_per_top_level_key():
+def test_other_combinators_get_statistics_per_inner_layer():
     model = residual(Dense(5), shortcut=Dense(5))
     _, params, state = model.init(KEY, (None, 5))
     stats = jax.jit(partial(layer_stats, model, loss="mse"))(params, state, (X[:8], X[:8]))
-    assert set(stats) == {"block", "shortcut"}
-    assert set(stats["block"]) == {"grad_norm", "weight_var"}  # no optimizer: no update ratio
+    assert set(stats) == {"block/dense_0", "shortcut"}
+    assert set(stats["block/dense_0"]) == {"grad_norm", "weight_var", "act_var"}  # no update ratio
 
 
 @pytest.fixture(scope="module")

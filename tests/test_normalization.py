@@ -144,8 +144,6 @@ def test_padded_batch_equals_unpadded_batch(shape):
         np.testing.assert_allclose(g_pad[k], g[k], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="fit does not pass context=Context(mask=...) to the "
-                   "model yet (issue 7, fnn/train.py); remove this mark when it does")
 def test_batch_norm_through_fit_ignores_padded_rows():
     """7 examples in batches of 4: the last batch has 3 real rows and 1 padding row. With
     decay 0.5, after one epoch the running mean is 0.25·μ(first batch) + 0.5·μ(last batch's real

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from fnn.core import Layer, count_params, init_shapes
-from fnn.layers import Dense, ReLU, Tanh, residual, serial
+from fnn.layers import Dense, Lambda, ReLU, Tanh, residual, serial
 from fnn.models import mlp
 from fnn.summary import summary
 
@@ -23,7 +23,9 @@ def table(model, input_shape):
     for line in lines[rules[1] + 1:rules[2]]:
         path, kind, shape, params = re.split(r"\s{2,}", line.strip()) if line[0] != " " else (
             ["", *re.split(r"\s{2,}", line.strip())])
-        rows[path] = (kind, shape, int(params.replace(",", "")))
+        inclusive = params.startswith("(")  # a combinator: the total of its children, negated here
+        count = int(params.strip("()").replace(",", ""))
+        rows[path] = (kind, shape, -count if inclusive else count)
     return n, text, rows
 
 
@@ -59,15 +61,35 @@ def test_nested_serials_are_expanded_with_paths():
                    residual(Dense(3)), Dense(2), name="ae")
     n, text, rows = table(model, (None, 5))
     assert rows == {
+        "encoder": ("serial", "(batch, 3)", -(5 * 4 + 4 + 4 * 3 + 3)),
         "encoder/dense_0": ("Dense(4)", "(batch, 4)", 5 * 4 + 4),
         "encoder/relu_0": ("ReLU()", "(batch, 4)", 0),
+        "encoder/deep": ("serial", "(batch, 3)", -(4 * 3 + 3)),
         "encoder/deep/dense_0": ("Dense(3)", "(batch, 3)", 4 * 3 + 3),
         "encoder/deep/tanh_0": ("Tanh(beta=1.0)", "(batch, 3)", 0),
-        "residual_0": ("residual", "(batch, 3)", 3 * 3 + 3),  # other combinators: one row
+        "residual_0": ("residual", "(batch, 3)", -(3 * 3 + 3)),
+        "residual_0/block": ("residual.block", "(batch, 3)", -(3 * 3 + 3)),
+        "residual_0/block/dense_0": ("Dense(3)", "(batch, 3)", 3 * 3 + 3),
         "dense_0": ("Dense(2)", "(batch, 2)", 3 * 2 + 2),
     }
-    assert n == sum(r[2] for r in rows.values()) == 59
+    assert list(rows) == sorted(rows, key=list(rows).index)  # parents before their children
+    assert n == sum(r[2] for r in rows.values() if r[2] > 0) == 59
     assert text.splitlines()[0] == "Model: ae  input (batch, 5)"
+
+
+def test_every_combinator_shows_its_children():
+    """parallel, branch and residual (with a projection) list their inner layers, any depth."""
+    from fnn.layers import Add, branch, parallel
+    model = serial(parallel(Dense(2), residual(Dense(2), ReLU(), shortcut=Dense(2))),
+                   branch(Add(), ("first", Lambda(lambda xs: xs[0]))), name="m")
+    _, _, rows = table(model, ((None, 3), (None, 5)))
+    assert [p for p in rows] == [
+        "parallel_0", "parallel_0/dense_0", "parallel_0/residual_0",
+        "parallel_0/residual_0/block", "parallel_0/residual_0/block/dense_0",
+        "parallel_0/residual_0/block/relu_0", "parallel_0/residual_0/shortcut",
+        "branch_0", "branch_0/add_0", "branch_0/first"]
+    assert rows["parallel_0/residual_0/shortcut"] == ("Dense(2)", "(batch, 2)", 12)
+    assert rows["parallel_0"][1] == "((batch, 2), (batch, 2))"
 
 
 def test_single_layer_model():

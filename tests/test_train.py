@@ -7,8 +7,9 @@ import pytest
 from fnn import losses
 from fnn.layers import Dense, ReLU, serial
 from fnn.optim import sgd
+from fnn.data import batches
 from fnn.train import (Batch, EarlyStopping, early_stopping_init, early_stopping_update, evaluate,
-                       fit, make_train_step, masked_mean, padded_batches, predict)
+                       fit, make_train_step, masked_mean, predict)
 
 
 def _classification_data(n=100, d=5, classes=3, seed=0):
@@ -39,15 +40,16 @@ def _assert_trees_equal(a, b):
 @pytest.mark.parametrize("n, batch_size", [(10, 3), (9, 3), (1, 4), (7, 7)])
 def test_padded_batches_cover_each_index_once(n, batch_size):
     seen = []
-    for idx, mask in padded_batches(n, batch_size, jax.random.PRNGKey(0)):
-        assert idx.shape == mask.shape == (batch_size,)
+    for idx, mask in batches(np.arange(n), batch_size, key=jax.random.PRNGKey(0), pad=True):
+        assert idx.shape == mask.shape == (min(batch_size, n),)
         assert mask.sum() >= 1 and np.all(np.diff(mask) <= 0), "real examples first, padding last"
         seen.extend(idx[mask == 1].tolist())
     assert sorted(seen) == list(range(n))
 
 
 def test_shuffling_depends_on_the_key_only():
-    order = lambda k: np.concatenate([i for i, _ in padded_batches(50, 8, jax.random.PRNGKey(k))])
+    order = lambda k: np.concatenate(
+        [i for i, _ in batches(np.arange(50), 8, key=jax.random.PRNGKey(k), pad=True)])
     np.testing.assert_array_equal(order(3), order(3))
     assert not np.array_equal(order(3), order(4))
 
@@ -95,7 +97,7 @@ def test_full_batch_gradient_descent_reaches_least_squares(x64):
     model = Dense(1, dtype=jnp.float64)
     _, params, state = model.init(jax.random.PRNGKey(0), (None, 3))
     result = fit(model, params, state, (x, y), loss="half_squared_error", optimizer=sgd(0.1),
-                 key=jax.random.PRNGKey(0), epochs=500, batch_size=None, progress=False)
+                 key=jax.random.PRNGKey(0), epochs=500, batch_size="full", progress=False)
     design = np.hstack([x, np.ones((64, 1))])
     expected = np.linalg.lstsq(design, y, rcond=None)[0]
     np.testing.assert_allclose(np.asarray(result.params["w"]), expected[:3], atol=1e-6)
@@ -190,10 +192,10 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(batch_size=0), "`batch_size` must be a positive integer or None"),
+    (dict(batch_size=0), "`batch_size` must be a positive integer or .full."),
     (dict(early_stopping=EarlyStopping()), "no `validation_data`"),
     (dict(validation_data=(np.zeros((3, 5), np.float32), np.zeros(2, np.int32))),
-     "`validation_data` has 3 inputs but 2 targets"),
+     "validation_data: every array needs the same number of examples"),
 ])
 def test_fit_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -6,6 +6,7 @@ keys, so the same key always gives the same split or batch order.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -64,27 +65,72 @@ def split(key, data, fractions: Sequence[float], *, stratify=None) -> tuple:
     return tuple(treedef.unflatten([leaf[index] for leaf in leaves]) for index in parts)
 
 
-def batches(data, batch_size: int, *, key=None, drop_last: bool = False) -> Iterator[Any]:
+def batches(data, batch_size, *, key=None, drop_last: bool = False, pad: bool = False,
+            skip: int = 0) -> Iterator[Any]:
     """Iterate over mini-batches of a pytree of arrays, as NumPy arrays of the same structure.
 
-    Yields ``ceil(n / batch_size)`` batches (``floor`` with ``drop_last``), all of
-    ``batch_size`` examples but possibly the last; each example appears once per pass. In order
-    without ``key``; shuffled by ``jax.random.permutation(key, n)`` with it (pass a new key each
-    epoch, e.g. ``fold_in(key, epoch)``). Arguments are checked here, not at the first ``next``.
+    The one batching function of fnn: `fnn.fit`, `fnn.evaluate`, `fnn.predict` and
+    cross-validation use it. ``data`` is any pytree of arrays sharing a leading example axis
+    (``(x, y)``, ``((xa, xb), y)``, ``{"x": x, "y": y}``; ``None`` entries stay ``None``).
+    ``batch_size`` is a positive integer or ``"full"`` (one batch of every example).
+
+    Yields ``ceil(n / batch_size)`` batches (``floor`` with ``drop_last``); each example appears
+    once per pass. In order without ``key``; shuffled by ``jax.random.permutation(key, n)`` with
+    it (pass a new key each epoch, e.g. ``fold_in(key, epoch)``). With ``pad`` every batch has
+    exactly ``batch_size`` examples, so a jitted step compiles once: the last batch is completed
+    by repeating its own examples, and each item is ``(batch, mask)`` with ``mask``
+    (batch_size,) float32, 1 for real examples and 0 for the repeats. ``skip`` starts after the
+    first ``skip`` batches of the pass (to resume mid-epoch). Arguments are checked here, not at
+    the first ``next``.
     """
-    batch_size = check_int("batches", "batch_size", batch_size)
     leaves, treedef = _leaves(data, "batches")
     n = len(leaves[0])
+    batch_size = resolve_batch_size("batches", batch_size, n)
+    if pad:  # a padded batch larger than the data would only hold repeats
+        batch_size = max(min(batch_size, n), 1)
+    skip = check_int("batches", "skip", skip, minimum=0)
     order = None if key is None else _permutation(key, n)
     stop = n - n % batch_size if drop_last else n
 
     def generate():
-        for start in range(0, stop, batch_size):
-            window = slice(start, start + batch_size)
-            index = window if order is None else order[window]
-            yield treedef.unflatten([leaf[index] for leaf in leaves])
+        for start in range(skip * batch_size, stop, batch_size):
+            index = np.arange(start, min(start + batch_size, n))
+            real = len(index)
+            if pad:
+                index = np.resize(index, batch_size)  # repeats the batch's own examples
+            if order is not None:
+                index = order[index]
+            batch = treedef.unflatten([leaf[index] for leaf in leaves])
+            if pad:
+                mask = np.zeros(batch_size, np.float32)
+                mask[:real] = 1.0
+                yield batch, mask
+            else:
+                yield batch
 
     return generate()
+
+
+def resolve_batch_size(where: str, batch_size, n: int) -> int:
+    """``batch_size`` as an int: a positive integer, or ``"full"`` for ``n`` (at least 1)."""
+    if isinstance(batch_size, str) and batch_size == "full":
+        return max(n, 1)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"{where}: `batch_size` must be a positive integer or 'full' (one batch "
+                         f"of every example); got {batch_size!r}.")
+    return int(batch_size)
+
+
+def num_examples(data, where: str = "data") -> int:
+    """The common length of the leading axis of every array in the pytree ``data``."""
+    return len(_leaves(data, where)[0][0])
+
+
+def take(data, index):
+    """The examples ``index`` (an int array or slice) of every array in the pytree ``data``."""
+    leaves, treedef = _leaves(data, "take")
+    return treedef.unflatten([leaf[index] for leaf in leaves])
 
 
 def _leaves(data, where: str):

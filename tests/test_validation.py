@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnn.evaluation import (CrossValidation, Split, bootstrap, cross_validate, fit_and_evaluate,
+from fnn.validation import (CrossValidation, Split, bootstrap, cross_validate, fit_and_evaluate,
                             holdout, kfold, leave_one_out)
 
 KEY = jax.random.PRNGKey(0)
@@ -175,7 +175,7 @@ def test_fit_and_evaluate_cross_validates_a_model():
     x = rng.normal(size=(60, 2)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
     fit_fn = fit_and_evaluate(mlp([2], flatten=False), loss="softmax_cross_entropy",
-                              optimizer=sgd(0.5), key=KEY, epochs=5, batch_size=None)
+                              optimizer=sgd(0.5), key=KEY, epochs=5, batch_size="full")
     result = cross_validate(fit_fn, (x, y), holdout(KEY, 60, 0.5, stratify=y))
     assert set(result.scores) == {"loss", "accuracy"} and len(result.scores["accuracy"]) == 1
     assert result.mean["accuracy"] > 0.9

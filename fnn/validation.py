@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from fnn.checks import check_int
-from fnn.data.splits import _leaves, split_indices
+from fnn.data.splits import num_examples, split_indices, take
 from fnn.train import classification_metrics, evaluate, fit
 
 
@@ -146,14 +146,11 @@ def cross_validate(fit_fn: ScoreFn, data, splits: Iterable[Split]) -> CrossValid
     must return the same score names, each a scalar. A single `Split` (from `holdout`) is
     accepted as one split. See `fit_and_evaluate` to make ``fit_fn`` from a model.
     """
-    leaves, treedef = _leaves(data, "cross_validate")
-
-    def take(index):
-        return treedef.unflatten([leaf[np.asarray(index)] for leaf in leaves])
+    num_examples(data, "cross_validate")  # checks the arrays share their leading axis
 
     scores: Dict[str, List[float]] = {}
     for i, (train, test) in enumerate([splits] if isinstance(splits, Split) else splits):
-        result = fit_fn(take(train), take(test))
+        result = fit_fn(take(data, np.asarray(train)), take(data, np.asarray(test)))
         if not isinstance(result, Mapping) or not result:
             raise TypeError(f"cross_validate: `fit_fn` must return a non-empty dict of scores "
                             f"such as {{'accuracy': 0.97}}; got {result!r:.80} on split {i}.")
