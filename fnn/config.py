@@ -60,7 +60,7 @@ class OptimizerConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
-    batch_size: Union[int, str] = 64  # a positive integer, or "full": one batch of every example
+    batch_size: Union[int, str] = 64  # an integer >= 1, or "full": one batch of every example
     loss: str = "softmax_cross_entropy"
     l2: float = 0.0  # the course's λ: loss + λ/(2P) Σ w² over the weights (biases skipped)
     l1: float = 0.0  # the course's λ: loss + λ/P Σ |w|

@@ -108,7 +108,7 @@ def check(config: Config) -> Parts:
         raise ConfigError(f"config key `model.hidden` must list positive sizes; got {m.hidden}.")
     _check_range("train.epochs", t.epochs, 0, low_open=True)
     if t.batch_size != "full" and not (isinstance(t.batch_size, int) and t.batch_size >= 1):
-        raise ConfigError(f"config key `train.batch_size` must be a positive integer or \"full\" "
+        raise ConfigError(f"config key `train.batch_size` must be an integer >= 1 or \"full\" "
                           f"(one batch of every example); got {t.batch_size!r}.")
     for key, value in {"train.l1": t.l1, "train.l2": t.l2,
                        "data.validation_size": d.validation_size,

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from fnn.checks import check_int
 from fnn.core import Context, Layer, format_shape, init_shapes, is_shape
 
 __all__ = ["CHECKS", "CheckResult", "LayerCheckError", "Report", "away_from_zero",
@@ -409,9 +410,7 @@ def check_layer(layer: Layer, input_shape, *, dtype=jnp.float32, key=None, seed:
     if not all(isinstance(r, str) and r for r in skip.values()):
         raise ValueError("check_layer: `skip` must map each check to its reason (a non-empty "
                          f"string); got {skip!r}.")
-    if int(max_grad_coordinates) < 1:
-        raise ValueError(f"check_layer: `max_grad_coordinates` must be a positive integer; got "
-                         f"{max_grad_coordinates!r}.")
+    check_int("check_layer", "max_grad_coordinates", max_grad_coordinates)
 
     dtype = jnp.dtype(dtype)
     shape = _with_batch(input_shape, _DEFAULT_BATCH)

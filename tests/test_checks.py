@@ -71,11 +71,9 @@ def test_check_features_raises_a_layer_error():
 
 def test_one_home_for_checks_and_no_private_names_across_modules():
     """The positive-integer check lives in fnn.checks alone, fnn.data._checks is gone, and no
-    module imports a private name of another fnn module (splits._leaves: the lead's, pending)."""
+    module imports a private name of another fnn module ."""
     sources = {path: path.read_text() for path in FNN.rglob("*.py")}
-    # train.py (batch_size may also be None) and testing.py are being reworked by the lead (issue
-    # 7); they are to use fnn.checks too.
-    in_flight = {"train.py", "testing.py"}
+    in_flight = set()
     saying = [path.relative_to(FNN).as_posix() for path, text in sources.items()
               if "a positive integer" in text]
     assert sorted(set(saying) - in_flight) == ["checks.py"], saying
@@ -83,7 +81,6 @@ def test_one_home_for_checks_and_no_private_names_across_modules():
     private = re.compile(r"^from fnn\.[\w.]+ import .*\b_(?!_)\w+", re.MULTILINE)
     offenders = {path.relative_to(FNN).as_posix(): private.findall(text)
                  for path, text in sources.items() if private.search(text)}
-    offenders.pop("evaluation.py", None)  # imports splits._leaves: being reworked by the lead
     assert offenders == {}
 
 

@@ -54,7 +54,7 @@ def test_full_batch_is_spelled_full_in_configs():
     cfg = from_dict({"train": {"batch_size": "full"}})
     check(cfg)
     for bad in (0, "all"):
-        with pytest.raises(ConfigError, match='`train.batch_size` must be a positive integer or "full"'):
+        with pytest.raises(ConfigError, match='`train.batch_size` must be an integer >= 1 or "full"'):
             check(from_dict({"train": {"batch_size": bad}}))
 
 
@@ -67,11 +67,11 @@ def test_full_batch_is_spelled_full_in_configs():
     ({"data": {"scaling": "zscore"}}, "`data.scaling`"),
     ({"train": {"loss": "l2"}}, "`train.loss`"),
     ({"train": {"epochs": 0}}, "`train.epochs` must be > 0"),
-    ({"train": {"batch_size": -1}}, "`train.batch_size` must be a positive integer or \"full\""),
+    ({"train": {"batch_size": -1}}, "`train.batch_size` must be an integer >= 1 or \"full\""),
     ({"optimizer": {"name": "adamm"}}, "`optimizer.name`: unknown optimizer 'adamm'"),
     ({"optimizer": {"name": "sgd", "momentun": 0.9}},
      "unknown config key `optimizer.momentun`: sgd takes momentum, nesterov"),
-    ({"optimizer": {"name": "sgd", "momentum": 1.5}}, "`optimizer`: sgd: momentum must be"),
+    ({"optimizer": {"name": "sgd", "momentum": 1.5}}, "`optimizer`: sgd: `momentum` must be"),
     ({"optimizer": {"name": "sgd", "nesterov": 1}}, "`optimizer.nesterov` must be bool"),
     ({"optimizer": {"name": "adam", "beta1": "high"}}, "`optimizer.beta1` must be float"),
     ({"model": {"dropout": 1.0}}, r"`model.dropout` must be >= 0 and < 1; got 1.0"),

@@ -105,8 +105,8 @@ def test_batches_accept_dicts_and_jax_arrays():
     ({"x": np.zeros(3), "y": np.float32(1)}, 2, r"batches: every array needs a leading example "
                                                 r"axis; \['y'\] is a scalar"),
     ((), 2, r"batches: `data` must hold at least one array; got \(\)"),
-    (np.zeros(5), 0, r"batches: `batch_size` must be a positive integer or .full. \(one batch of every example\); got 0"),
-    (np.zeros(5), 2.5, r"batches: `batch_size` must be a positive integer or .full. \(one batch of every example\); got 2\.5"),
+    (np.zeros(5), 0, r"batches: `batch_size` must be a positive integer; got 0\. For one batch"),
+    (np.zeros(5), 2.5, r"batches: `batch_size` must be a positive integer; got 2\.5\. For one batch"),
 ])
 def test_batches_errors_are_raised_at_the_call(data, batch_size, message):
     with pytest.raises(ValueError, match=message):

@@ -204,7 +204,9 @@ def test_run_writes_numbers_config_date_and_plots(tmp_path):
 def test_the_shipped_config_runs_every_alias_on_the_course_surfaces():
     path = ROOT / "configs" / "optimizer_trajectories.toml"
     cfg = traj.load_config(path)
-    assert cfg.optimizers == list(optim.ALIASES)
+    # the study's run of 2026-11-22 covers every alias of its day; AMSGrad, NAdamW and RAdam
+    # (issue 8) came later and are not in it until the study is run again
+    assert cfg.optimizers == [a for a in optim.ALIASES if a not in ("amsgrad", "nadamw", "radam")]
     assert {s.kind for s in cfg.surfaces.values()} == {"quadratic", "rosenbrock", "saddle"}
     assert cfg.surfaces["rosenbrock"].start == [-1.2, 1.0]
     quick = traj.load_config(path, quick=True)

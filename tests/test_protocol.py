@@ -191,7 +191,8 @@ def test_full_batch_has_one_spelling():
     result = fit(model, params, state, data, loss="softmax_cross_entropy", optimizer=sgd(0.1),
                  key=KEY, epochs=2, batch_size="full", progress=False)
     assert len(result.history["loss"]) == 2
-    with pytest.raises(ValueError, match="`batch_size` must be a positive integer or 'full'"):
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer; got None\. For one batch of every "
+                                         r"example, say 'full'"):
         fit(model, params, state, data, loss="softmax_cross_entropy", optimizer=sgd(0.1),
             key=KEY, epochs=1, batch_size=None)
 

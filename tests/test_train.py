@@ -192,7 +192,7 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(batch_size=0), "`batch_size` must be a positive integer or .full."),
+    (dict(batch_size=0), r"`batch_size` must be a positive integer; got 0\. For one batch of every example, say 'full'"),
     (dict(early_stopping=EarlyStopping()), "no `validation_data`"),
     (dict(validation_data=(np.zeros((3, 5), np.float32), np.zeros(2, np.int32))),
      "validation_data: every array needs the same number of examples"),

@@ -72,7 +72,7 @@ def batches(data, batch_size, *, key=None, drop_last: bool = False, pad: bool = 
     The one batching function of fnn: `fnn.fit`, `fnn.evaluate`, `fnn.predict` and
     cross-validation use it. ``data`` is any pytree of arrays sharing a leading example axis
     (``(x, y)``, ``((xa, xb), y)``, ``{"x": x, "y": y}``; ``None`` entries stay ``None``).
-    ``batch_size`` is a positive integer or ``"full"`` (one batch of every example).
+    ``batch_size`` is an integer >= 1 or ``"full"`` (one batch of every example).
 
     Yields ``ceil(n / batch_size)`` batches (``floor`` with ``drop_last``); each example appears
     once per pass. In order without ``key``; shuffled by ``jax.random.permutation(key, n)`` with
@@ -112,14 +112,13 @@ def batches(data, batch_size, *, key=None, drop_last: bool = False, pad: bool = 
 
 
 def resolve_batch_size(where: str, batch_size, n: int) -> int:
-    """``batch_size`` as an int: a positive integer, or ``"full"`` for ``n`` (at least 1)."""
+    """``batch_size`` as an int: an integer >= 1, or ``"full"`` for ``n`` (at least 1)."""
     if isinstance(batch_size, str) and batch_size == "full":
         return max(n, 1)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise ValueError(f"{where}: `batch_size` must be a positive integer or 'full' (one batch "
-                         f"of every example); got {batch_size!r}.")
-    return int(batch_size)
+    try:
+        return check_int(where, "batch_size", batch_size)
+    except ValueError as error:
+        raise ValueError(f"{error} For one batch of every example, say 'full'.") from None
 
 
 def num_examples(data, where: str = "data") -> int:
