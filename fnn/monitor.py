@@ -199,6 +199,7 @@ class Monitor:
         self.model, self.every = model, check_int("Monitor", "every", every)
         self.probe = (jnp.asarray(probe[0]), jnp.asarray(probe[1]))
         self._stats = jax.jit(partial(layer_stats, model, loss=loss, optimizer=optimizer))
+        self._names = [layer_name(info) for info in layers_of(model, input_shape_of(self.probe[0]))]
         self.epochs: List[int] = []
         self.records: List[Stats] = []
 
@@ -211,9 +212,8 @@ class Monitor:
     def record(self, params, state, opt_state=None, *, epoch: int) -> Stats:
         """Compute, append and return the statistics for these parameters."""
         stats = jax.device_get(self._stats(params, state, self.probe, opt_state=opt_state))
-        names = [layer_name(info) for info in layers_of(self.model, input_shape_of(self.probe[0]))]
         ordered = {name: {k: float(stats[name][k]) for k in STATS if k in stats[name]}
-                   for name in names if name in stats}
+                   for name in self._names if name in stats}
         self.epochs.append(int(epoch))
         self.records.append(ordered)
         return ordered

@@ -411,10 +411,10 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         step_losses = []  # device scalars: read only if the epoch's loss is not finite
         for i, (batch, mask) in enumerate(
                 batches(data, size, key=epoch_key, pad=True, skip=first_batch), first_batch):
+            batch = _padded(batch, mask)
             params, state, opt_state, batch_metrics = step(
-                params, state, opt_state, _padded(batch, mask), jax.random.fold_in(epoch_key, i))
-            mean.add(batch_metrics, float(mask.sum()) if batch.mask is None
-                     else float(np.sum(mask * batch.mask)))
+                params, state, opt_state, batch, jax.random.fold_in(epoch_key, i))
+            mean.add(batch_metrics, float(np.sum(batch.mask)))
             step_losses.append(batch_metrics["loss"])
             if bar is not None:
                 bar.update(1)
