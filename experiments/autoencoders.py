@@ -1,5 +1,5 @@
-"""Autoencoders (course lecture 6): the 8-3-8 encoder problem, dense autoencoders on MNIST with
-several code sizes, and denoising autoencoders.
+"""Autoencoders (course lecture 6): the 8-3-8 encoder problem, dense and convolutional
+autoencoders on MNIST with several code sizes, and denoising autoencoders.
 
 1. **8-3-8**: the eight one-hot vectors of length 8 through three sigmoid hidden units and back
    (logit outputs, sigmoid cross-entropy, full batch, Adam), for several seeds. Reported per seed:
@@ -14,12 +14,16 @@ several code sizes, and denoising autoencoders.
 3. **Denoising**: `fnn.models.denoising_autoencoder` with masking noise and with Gaussian noise
    (corrupted input -> clean target), compared on corrupted test digits with the plain
    autoencoder of the same code size and with the corrupted input itself.
+4. **Convolutional**: `fnn.models.autoencoders.conv_autoencoder` (stride-2 convolutions down to
+   a dense code, transposed convolutions back; trained as in part 2) for each of its code
+   sizes; the same errors, set beside the dense autoencoder's of the same code size, and its
+   reconstructions plotted beside the dense ones.
 
 Run from the repository root (``--quick`` is a smoke run on a few images)::
 
     python experiments/autoencoders.py configs/autoencoders.toml [--out DIR] [--quick] [--no-progress]
 
-Without the MNIST files (``$FNN_DATA/mnist`` or the cache) parts 2 and 3 are skipped with a
+Without the MNIST files (``$FNN_DATA/mnist`` or the cache) parts 2 to 4 are skipped with a
 message; the run folder holds ``results.json``, ``codes_838.txt`` and the PNG plots.
 """
 from __future__ import annotations
@@ -39,9 +43,9 @@ from fnn.data import as_float, load_mnist
 from fnn.experiment import experiment_main, write_json
 from fnn.losses import sigmoid_binary_cross_entropy
 from fnn.models import dense_autoencoder, denoising_autoencoder, encode
-from fnn.models.autoencoders import NOISES, code_binarity, corruption_layer
+from fnn.models.autoencoders import NOISES, code_binarity, conv_autoencoder, corruption_layer
 from fnn.optim import adam
-from fnn.plots import available as plots_available, figure, save
+from fnn.plots import available as plots_available, figure, plot_image_rows, save
 from fnn.train import Batch, fit, make_train_step
 
 LOSS = "sigmoid_binary_cross_entropy"
@@ -72,9 +76,18 @@ class MnistAutoencoders:
 
 @dataclass(frozen=True)
 class Denoising:
+    enabled: bool = True
     code_size: int = 64
     noises: List[str] = field(default_factory=lambda: ["masking", "gaussian"])
     levels: List[float] = field(default_factory=lambda: [0.5, 0.5])  # rate / std per noise
+
+
+@dataclass(frozen=True)
+class ConvAutoencoders:
+    enabled: bool = True
+    filters: List[int] = field(default_factory=lambda: [16, 32])  # one stride-2 conv each
+    code_sizes: List[int] = field(default_factory=lambda: [16, 64])
+    kernel_size: int = 3
 
 
 @dataclass(frozen=True)
@@ -84,12 +97,14 @@ class AutoencoderConfig:
     encoder_838: EncoderProblem = field(default_factory=EncoderProblem)
     mnist: MnistAutoencoders = field(default_factory=MnistAutoencoders)
     denoising: Denoising = field(default_factory=Denoising)
+    conv: ConvAutoencoders = field(default_factory=ConvAutoencoders)
 
 
 QUICK = {"encoder_838": {"seeds": 2, "steps": 1500},
          "mnist": {"code_sizes": [2, 16], "epochs": 1, "train_size": 600, "test_size": 200,
                    "hidden": [32]},
-         "denoising": {"code_size": 16}}
+         "denoising": {"code_size": 16},
+         "conv": {"filters": [4], "code_sizes": [16]}}
 
 
 def load_config(path, quick: bool = False) -> AutoencoderConfig:
@@ -105,9 +120,17 @@ def check(cfg: AutoencoderConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key `{key}` must be >= 1; got {value}.")
-    if not cfg.mnist.code_sizes or min(cfg.mnist.code_sizes) < 1:
-        raise ConfigError(f"config key `mnist.code_sizes` must list positive sizes; "
-                          f"got {cfg.mnist.code_sizes}.")
+    for key, sizes in (("mnist.code_sizes", cfg.mnist.code_sizes),
+                       ("conv.code_sizes", cfg.conv.code_sizes),
+                       ("conv.filters", cfg.conv.filters)):
+        if not sizes or min(sizes) < 1:
+            raise ConfigError(f"config key `{key}` must list positive sizes; got {sizes}.")
+    if 28 % 2 ** len(cfg.conv.filters):
+        raise ConfigError(f"config key `conv.filters` lists {len(cfg.conv.filters)} stride-2 "
+                          f"convolutions; 28×28 digits allow at most 2.")
+    if cfg.conv.kernel_size < 1:
+        raise ConfigError(f"config key `conv.kernel_size` must be >= 1; got "
+                          f"{cfg.conv.kernel_size}.")
     d = cfg.denoising
     if len(d.noises) != len(d.levels):
         raise ConfigError(f"config keys `denoising.noises` and `denoising.levels` must have one "
@@ -133,27 +156,6 @@ def mnist_or_none(train_size: int = 0, test_size: int = 0, log=print):
         return None
     cut = lambda pair, n: (as_float(pair[0][:n or None]), np.asarray(pair[1][:n or None]))  # noqa
     return {"train": cut(train, train_size), "test": cut(test, test_size)}
-
-
-def plot_image_rows(rows: Dict[str, np.ndarray], path, title: str = "", shape=(28, 28)):
-    """One row of images per entry of ``rows`` (label -> images (n, ...)), grey, 0 = black."""
-    n = max(len(images) for images in rows.values())
-    fig = figure("plot_image_rows", figsize=(0.9 * n + 1.6, 0.95 * len(rows) + 0.5),
-                 layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(images):
-                ax.imshow(np.asarray(images[c]).reshape(shape), cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return save(fig, path)
 
 
 # ----------------------------------------------------------------------------- 8-3-8
@@ -201,7 +203,7 @@ def train_autoencoder(model, data, cfg: MnistAutoencoders, seed: int, progress: 
     _, params, state = model.init(init_key, (None, *x.shape[1:]))
     result = fit(model, params, state, (x, x), loss=LOSS, optimizer=adam(cfg.learning_rate),
                  key=fit_key, epochs=cfg.epochs, batch_size=cfg.batch_size, metrics=NO_METRICS,
-                 hooks=[] if progress else [epoch_logger(log)], progress=progress, log=log)
+                  progress=progress, log=log)
     return result
 
 
@@ -252,7 +254,6 @@ def run_mnist(cfg: AutoencoderConfig, data, out: Path, progress: bool, log) -> D
         plot_image_rows(rows, out / "reconstructions.png",
                         f"Dense autoencoders 784-{'-'.join(map(str, m.hidden))}-code on MNIST: "
                         f"test digits and their reconstructions")
-        plot_errors(results, out / "reconstruction_error.png")
     return {"by_code_size": results, "plain_models": plain}
 
 
@@ -297,19 +298,61 @@ def run_denoising(cfg: AutoencoderConfig, data, plain: Dict, out: Path, progress
     return report
 
 
-def plot_errors(results: Dict, path) -> Path:
+def run_conv(cfg: AutoencoderConfig, data, plain: Dict, out: Path, progress: bool, log) -> Dict:
+    """Part 4: a convolutional autoencoder per code size, beside the dense one of that size."""
+    m, c = cfg.mnist, cfg.conv
+    x_test = data["test"][0]
+    shape = "-".join(map(str, c.filters))
+    results, rows = {}, {"test digit": x_test[: m.shown]}
+    for code_size in c.code_sizes:
+        model = conv_autoencoder((28, 28), c.filters, code_size, kernel_size=c.kernel_size,
+                                 activation=m.activation)
+        log(f"convolutional autoencoder, filters {shape}, code {code_size}: training")
+        result = train_autoencoder(model, data, m, cfg.seed, progress, log)
+        logits = outputs_of(model, result)(x_test)
+        entry = {**reconstruction_errors(logits, x_test), "train_loss": result.history["loss"]}
+        if code_size in plain:
+            dense_logits = plain[code_size](x_test)
+            entry["dense_same_code"] = reconstruction_errors(dense_logits, x_test)
+            rows[f"dense, code {code_size}"] = np.asarray(jax.nn.sigmoid(dense_logits[: m.shown]))
+        rows[f"conv, code {code_size}"] = np.asarray(jax.nn.sigmoid(logits[: m.shown]))
+        results[str(code_size)] = entry
+        log(f"conv code {code_size}: test MSE/pixel {entry['mse_per_pixel']:.4f}, BCE/image "
+            f"{entry['bce_per_image']:.1f}" + (
+                f" (dense: {entry['dense_same_code']['mse_per_pixel']:.4f}, "
+                f"{entry['dense_same_code']['bce_per_image']:.1f})" if code_size in plain else ""))
+    if plots_available():
+        plot_image_rows(rows, out / "conv_reconstructions.png",
+                        f"Convolutional autoencoders (stride-2 convolutions {shape}, dense code) "
+                        f"and dense ones on MNIST test digits")
+    return {"filters": list(c.filters), "kernel_size": c.kernel_size, "by_code_size": results}
+
+
+def plot_errors(results: Dict, path, conv: Dict = None) -> Path:
+    """Test MSE against the code size (dense, and convolutional when ``conv`` is given) and
+    the training curves."""
     sizes = [int(k) for k in results]
     fig = figure("plot_errors", figsize=(10, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
-    left.plot(sizes, [results[str(s)]["mse_per_pixel"] for s in sizes], "o-")
+    left.plot(sizes, [results[str(s)]["mse_per_pixel"] for s in sizes], "o-", label="dense")
+    ticks = set(sizes)
+    if conv:
+        conv_sizes = [int(k) for k in conv]
+        ticks |= set(conv_sizes)
+        left.plot(conv_sizes, [conv[str(s)]["mse_per_pixel"] for s in conv_sizes], "s--",
+                  label="convolutional")
+        left.legend()
     left.set(xscale="log", xlabel="code size", ylabel="test MSE per pixel",
              title="reconstruction error vs code size")
     left.minorticks_off()
-    left.set_xticks(sizes, [str(s) for s in sizes])
+    left.set_xticks(sorted(ticks), [str(s) for s in sorted(ticks)])
     left.grid(alpha=0.3)
     for s in sizes:
         curve = results[str(s)]["train_loss"]
         right.plot(np.arange(1, len(curve) + 1), curve, "o-", label=f"code {s}")
+    for s in (conv or {}):
+        curve = conv[s]["train_loss"]
+        right.plot(np.arange(1, len(curve) + 1), curve, "s--", label=f"conv, code {s}")
     right.set(xlabel="epoch", ylabel="train BCE per image", title="training curves")
     right.xaxis.get_major_locator().set_params(integer=True)
     right.legend()
@@ -320,7 +363,7 @@ def plot_errors(results: Dict, path) -> Path:
 # ----------------------------------------------------------------------------- run
 
 def run(cfg: AutoencoderConfig, out, *, progress: bool = True, data=None, log=print) -> Dict:
-    """All three parts; ``data`` replaces MNIST (e.g. in tests: ``{"train", "test"}`` of images
+    """All four parts; ``data`` replaces MNIST (e.g. in tests: ``{"train", "test"}`` of images
     (N, 28, 28) in [0, 1] and labels); MNIST parts are skipped when there is none."""
     check(cfg)
     out = Path(out)
@@ -339,12 +382,19 @@ def run(cfg: AutoencoderConfig, out, *, progress: bool = True, data=None, log=pr
                                                                       for r in runs]))}}
     data = mnist_or_none(cfg.mnist.train_size, cfg.mnist.test_size, log) if data is None else data
     if data is None:
-        report["mnist"] = report["denoising"] = "skipped: the MNIST files are missing"
+        report["mnist"] = report["denoising"] = report["conv"] = \
+            "skipped: the MNIST files are missing"
     else:
         mnist = run_mnist(cfg, data, out, progress, log)
         report["mnist"] = {"train": len(data["train"][0]), "test": len(data["test"][0]),
                            "by_code_size": mnist["by_code_size"]}
-        report["denoising"] = run_denoising(cfg, data, mnist["plain_models"], out, progress, log)
+        report["denoising"] = (run_denoising(cfg, data, mnist["plain_models"], out, progress, log)
+                               if cfg.denoising.enabled else "disabled in the config")
+        report["conv"] = (run_conv(cfg, data, mnist["plain_models"], out, progress, log)
+                          if cfg.conv.enabled else "disabled in the config")
+        if plots_available():
+            plot_errors(mnist["by_code_size"], out / "reconstruction_error.png",
+                        report["conv"]["by_code_size"] if cfg.conv.enabled else None)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "results.json", report)
     return report
@@ -353,7 +403,8 @@ def run(cfg: AutoencoderConfig, out, *, progress: bool = True, data=None, log=pr
 def main(argv=None) -> int:
     return experiment_main(argv, name="autoencoders", description=__doc__.split("\n")[0],
                            load_config=load_config, run=run,
-                           quick="2 seeds of 8-3-8; 600 MNIST digits, 1 epoch, code sizes 2 and 16")
+                           quick="2 seeds of 8-3-8; 600 MNIST digits, 1 epoch, code sizes 2 and "
+                                 "16, a conv autoencoder with 4 filters")
 
 
 if __name__ == "__main__":

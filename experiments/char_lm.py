@@ -16,8 +16,8 @@ the whole held-out text read the same way (carry passed on, eval mode).
                                   [--length 500] [--seed 0]
 
 The run folder holds ``config.toml``, ``model.json`` (the alphabet and the config as run),
-``checkpoint.npz`` (written every ``train.checkpoint_every`` steps; a run started again with the
-same ``--out`` resumes from it), ``results.json`` (curves, the final validation loss, a sample)
+``checkpoint.npz`` (written every ``train.checkpoint_every`` steps; ``--resume --out`` the same folder
+continues from it), ``results.json`` (curves, the final validation loss, a sample)
 and ``curves.png``. ``sample`` prints text drawn from a run's latest checkpoint, reproducible
 for a seed.
 """
@@ -337,7 +337,8 @@ def main(argv=None) -> int:
         return sample_main(argv[1:])
     return experiment_main(argv, name="char_lm", description=__doc__.split("\n")[0],
                            load_config=load_config, run=run,
-                           quick="20,000 characters, a 32-unit LSTM, 12 steps", replot=replot)
+                           quick="20,000 characters, a 32-unit LSTM, 12 steps", replot=replot,
+                           resumable=True)
 
 
 if __name__ == "__main__":

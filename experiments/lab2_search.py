@@ -30,7 +30,6 @@ and the date), ``trials.md`` (the trials sorted by validation accuracy), ``searc
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -43,7 +42,7 @@ import numpy as np
 
 from fnn import experiment
 from fnn.config import (AugmentConfig, Config, ConfigError, EarlyStoppingConfig, OptimizerConfig,
-                        Scalar, from_dict, merged, read as read_toml, to_dict)
+                        Scalar, from_dict, merged, read as read_toml, to_dict, to_toml)
 from fnn.experiment import experiment_main, jsonable, read_results
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import progress_bar
@@ -324,33 +323,6 @@ def format_trial(trial: Trial) -> str:
 
 # ----------------------------------------------------------------------------- outputs
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string for plain text
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"to_toml: cannot write {type(value).__name__}.")
-
-
-def to_toml(config: Config, comment: str = "") -> str:
-    """A `fnn run` config as TOML text that `fnn.config.load` reads back to an equal config:
-    optimizer options become keys of [optimizer], absent optional tables are left out."""
-    raw = to_dict(config)
-    raw["optimizer"] = {k: v for k, v in raw["optimizer"].items() if k != "options"}
-    raw["optimizer"].update(config.optimizer.options)
-    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict)
-              and v is not None]
-    for table, values in raw.items():
-        if isinstance(values, dict):
-            lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
-
-
 COLUMNS = [  # (header, cell of a record)
     ("rank", lambda r, i: str(i + 1)),
     ("trial", lambda r, i: str(r["trial"])),
@@ -406,7 +378,8 @@ def run(cfg: Lab2SearchConfig, out, *, data: Optional[Data] = None,
 
     final = None
     if cfg.final.run:
-        final = experiment.run(best_config, out / "final", progress=progress, log=log)
+        final = experiment.run(best_config, out / "final", progress=progress, log=log,
+                               overwrite=True)  # inside this run's own folder
         final = {k: v for k, v in final.items() if k != "config"}  # the config is in "best"
     report = jsonable({
         "name": cfg.name,

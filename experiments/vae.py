@@ -37,14 +37,14 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoders import epoch_logger, mnist_or_none, plot_image_rows  # noqa: E402  (shared)
+from autoencoders import epoch_logger, mnist_or_none  # noqa: E402  (shared)
 
 from fnn.config import ConfigError, load as load_toml, to_dict  # noqa: E402
 from fnn.experiment import experiment_main, write_json  # noqa: E402
 from fnn.models import dense_vae, elbo_loss, encode, decode, sample_prior  # noqa: E402
 from fnn.models.vae import mean_of, vae_metrics  # noqa: E402
 from fnn.optim import adam  # noqa: E402
-from fnn.plots import available as plots_available, figure, save  # noqa: E402
+from fnn.plots import available as plots_available, figure, plot_image_rows, save  # noqa: E402
 from fnn.train import fit  # noqa: E402
 
 LIKELIHOOD = "bernoulli"
@@ -167,7 +167,7 @@ def train_one(cfg: VAEConfig, latent: int, data: Dict, progress: bool, log):
     result = fit(model, params, state, (x_train, x_train), loss=elbo_loss(LIKELIHOOD),
                  optimizer=adam(cfg.train.learning_rate), key=fit_key, epochs=cfg.train.epochs,
                  batch_size=cfg.train.batch_size, validation_data=(x_val, x_val),
-                 metrics=vae_metrics(LIKELIHOOD), hooks=[] if progress else [epoch_logger(log)],
+                 metrics=vae_metrics(LIKELIHOOD), 
                  progress=progress, log=log)
     return model, result
 

@@ -6,8 +6,10 @@ parameters are plain nested dicts of arrays. See README.md for a tour and `fnn.c
 protocol.
 """
 from fnn import (activations, checkpoint, checks, classic, data, embeddings, init, layers, losses,
-                 metrics, models, monitor, optim, param_masks, plots, sequence, testing, validation)
+                 metrics, models, monitor, optim, param_masks, parallel, plots, sequence, testing,
+                 validation)
 from fnn.core import Layer, LayerError, count_params, init_shapes
+from fnn.runs import load_run
 from fnn.summary import summary
 from fnn.train import (Batch, EarlyStopping, FitResult, TrainingDiverged, evaluate, fit,
                        make_train_step, predict)
@@ -17,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Batch", "EarlyStopping", "FitResult", "Layer", "LayerError", "TrainingDiverged",
     "activations", "checkpoint", "checks", "classic", "count_params", "data", "embeddings",
-    "evaluate", "fit", "init", "init_shapes", "layers", "losses", "make_train_step", "metrics",
-    "models", "monitor", "optim", "param_masks", "plots", "predict", "sequence", "summary",
+    "evaluate", "fit", "init", "init_shapes", "layers", "load_run", "losses", "make_train_step",
+    "metrics", "models", "monitor", "optim", "param_masks", "parallel", "plots", "predict", "sequence", "summary",
     "testing", "validation",
 ]

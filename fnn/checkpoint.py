@@ -8,16 +8,22 @@ NumPy arrays and scalars, and jax arrays of any dtype, including PRNG keys (raw 
 ``jax.random.key``). Everything round-trips exactly: container types and NamedTuple classes, dict
 key order, shapes (0-d stays 0-d), dtypes (bfloat16 too), and Python scalars stay Python scalars.
 
-File format (readable with plain NumPy, no pickle): each leaf is an entry named by its pytree path,
-``jax.tree_util.keystr(path)``, e.g. ``"['params']['dense_1']['w']"`` or ``"['opt_state'].step"``;
+File format (readable with plain NumPy, no pickle): each array leaf is an entry named by its pytree
+path, ``jax.tree_util.keystr(path)``, e.g. ``"['params']['dense_1']['w']"`` or ``"['opt_state'].step"``;
 dtypes NumPy cannot name (bfloat16, float8, int4) are stored as unsigned ints of the same width, and
-typed keys as their ``key_data``. The entry ``__fnn_checkpoint__`` holds a JSON description of the
-structure: container types, NamedTuple classes (``module:qualname``), and each leaf's kind, dtype and
-shape. Writes are atomic: a crash mid-save leaves the previous file intact.
+typed keys as their ``key_data``. The entry ``__fnn_checkpoint__`` holds a compact JSON description of
+the structure as UTF-8 bytes (a uint8 array; `read_description` decodes it): container types,
+NamedTuple classes (``module:qualname``), each leaf's kind, dtype and shape, and the values of Python
+scalars (no entry of their own, so a record of a few numbers costs a few bytes). Writes are atomic: a
+crash mid-save leaves the previous file intact.
+
+Version 1 files (the description as a UTF-32 string, one entry per Python scalar, each leaf record
+naming its entry) still load.
 """
 import contextlib
 import importlib
 import json
+import math
 import os
 import re
 import secrets
@@ -30,7 +36,7 @@ import numpy as np
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey, keystr
 
 FORMAT = "fnn.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DESCRIPTION_ENTRY = "__fnn_checkpoint__"  # leaf entries start with "[" or "." ("" for a bare leaf)
 
 # How a Python scalar is stored; `.item()` turns the 0-d array back into the same Python type.
@@ -63,7 +69,8 @@ def save(path, tree) -> Path:
     path = Path(path)
     arrays = {}
     description = {"format": FORMAT, "version": FORMAT_VERSION, "tree": _describe(tree, "save", arrays)}
-    arrays[DESCRIPTION_ENTRY] = np.array(json.dumps(description))
+    text = json.dumps(description, separators=(",", ":"), allow_nan=False)
+    arrays[DESCRIPTION_ENTRY] = np.frombuffer(text.encode("utf-8"), np.uint8)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "xb") as file:
@@ -110,6 +117,18 @@ def load(path, like=None):
     if arrays:
         raise CheckpointError(f"load: {path}: entries not described by the structure: {sorted(arrays)}.")
     return tree
+
+
+def read_description(array) -> dict:
+    """The JSON structure description stored in a file's ``__fnn_checkpoint__`` entry (UTF-8 bytes
+    as a uint8 array; a UTF-32 string in version 1 files)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "U" and array.ndim == 0:
+        return json.loads(str(array[()]))
+    if array.dtype == np.uint8 and array.ndim == 1:
+        return json.loads(array.tobytes().decode("utf-8"))
+    raise ValueError(f"read_description: expected UTF-8 bytes (uint8 of shape (n,)) or a string; "
+                     f"got {array.dtype}{list(array.shape)}.")
 
 
 def step_path(directory, step: int) -> Path:
@@ -174,10 +193,18 @@ def _describe_leaf(leaf, function, arrays, where):
             f"{function}: unsupported {type(leaf).__name__} at {_named(where)} of {argument}; expected dicts "
             f"with str keys, lists, tuples, NamedTuples, None, Python bool/int/float, arrays{templates}."
         )
-    record["entry"] = where
     if arrays is not None:
-        arrays[where] = _stored_values(leaf, record, where)
+        values = _stored_values(leaf, record, where)
+        if record["leaf"] == "python":  # inline: no entry of its own
+            record["value"] = _json_scalar(values.item())
+        else:
+            arrays[where] = values
     return record
+
+
+def _json_scalar(value):
+    """A Python scalar as strict JSON: NaN and ±inf as the strings "nan", "inf", "-inf"."""
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _stored_values(leaf, record, where):
@@ -322,7 +349,7 @@ def _read(path):
             f"load: {path} has no {DESCRIPTION_ENTRY} entry; it was not written by fnn.checkpoint.save."
         )
     with _malformed_description(path):
-        description = json.loads(str(arrays.pop(DESCRIPTION_ENTRY)[()]))
+        description = read_description(arrays.pop(DESCRIPTION_ENTRY))
         format_name, version = description["format"], description["version"]
     if format_name != FORMAT or not isinstance(version, int):
         raise CheckpointError(f"load: {path} is not an fnn checkpoint (format {format_name!r}).")
@@ -397,7 +424,10 @@ class _Restorer:
         return cls
 
     def leaf(self, record, where):
-        entry, kind = record["entry"], record["leaf"]
+        kind = record["leaf"]
+        if kind == "python" and "value" in record:  # version 2: the value is in the description
+            return self.python_scalar(record, where)
+        entry = record.get("entry", where)  # version 1 named the entry; it is the leaf's path
         if entry not in self.arrays:
             raise self.error(where, f"the entry {entry!r} is missing.")
         values, shape = self.arrays.pop(entry), tuple(record["shape"])
@@ -426,6 +456,16 @@ class _Restorer:
                 )
             return jnp.asarray(values)
         raise self.error(where, f"unknown leaf kind {kind!r}.")
+
+    def python_scalar(self, record, where):
+        """A Python bool, int or float written inline (non-finite floats as strings)."""
+        value, dtype = record["value"], record["dtype"]
+        if dtype == "float" and isinstance(value, str):
+            value = float(value)
+        if type(value) is not {"bool": bool, "int": int, "float": float}[dtype] and not (
+                dtype == "float" and type(value) is int):
+            raise self.error(where, f"the description says a Python {dtype} but holds {value!r}.")
+        return float(value) if dtype == "float" else value
 
     def key(self, key_data, shape, impl, where):
         """Typed PRNG keys from their stored ``key_data``."""

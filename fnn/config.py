@@ -6,6 +6,7 @@ and the expected type: ``config key `train.epochs` must be int; got '20' (str)``
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class DataConfig:
     samples: int = 1000  # synthetic data sets: number of points
     noise: float = 0.1  # synthetic data sets: noise level
     test_fraction: float = 0.25  # synthetic data sets: share of points kept for the test
+    data_dir: str = ""  # mnist: the folder holding its files ("": $FNN_DATA/mnist, the cache)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,17 @@ class ModelConfig:
     w_init: str = "glorot_uniform"
     dropout: float = 0.0  # drop rate after each hidden activation (0: no dropout)
     input_dropout: float = 0.0  # drop rate on the inputs
+    # other kinds (fnn.models.registry.MODELS, e.g. "lenet5"): every other key of [model] (or of
+    # [model.options]) is a keyword argument of the builder, checked against its signature; the
+    # keys above are the MLP's and must keep their defaults. kind = "layers": the [[model.layers]]
+    # tables, {type = "conv2d", features = 32, kernel_size = 3, ...} (see fnn.models.registry)
+    options: Dict[str, "Value"] = field(default_factory=dict)
+    layers: List[Dict[str, "Value"]] = field(default_factory=list)
+    EXTRA_KEYS = "options"  # where from_dict puts the keys this schema does not name
 
 
 Scalar = Union[bool, int, float, str]
+Value = Union[bool, int, float, str, list]  # a builder's or layer's argument (TOML arrays as lists)
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     early_stopping: Optional[EarlyStoppingConfig] = None
     augment: Optional[AugmentConfig] = None
+    REQUIRED_TABLES = ("data", "model")  # what a config file must say: `load` checks them
 
 
 def _type_name(tp) -> str:
@@ -186,10 +197,125 @@ def merged(raw: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
 
 def load(path, schema=Config, overrides: Optional[Dict[str, Any]] = None):
     """Read a TOML file and check it against ``schema`` (by default `fnn run`'s `Config`),
-    after merging in ``overrides`` (experiments use them for ``--quick``)."""
-    return from_dict(merged(read(path), overrides or {}), schema)
+    after merging in ``overrides`` (experiments use them for ``--quick``; ``fnn run --set``).
+
+    The tables a schema lists in ``REQUIRED_TABLES`` (`Config`: ``[data]`` and ``[model]``, what
+    to learn from and what to train) must be in the file: an empty file is not a default MNIST run.
+    """
+    raw = read(path)
+    required = getattr(schema, "REQUIRED_TABLES", ())
+    missing = [name for name in required if name not in raw]
+    if missing:
+        what = "is empty" if not raw else "has no " + " and no ".join(f"[{m}]" for m in missing)
+        raise ConfigError(f"config file {path} {what}; a run config needs the tables "
+                          f"{', '.join(f'[{r}]' for r in required)} (e.g. configs/quickstart.toml).")
+    return from_dict(merged(raw, overrides or {}), schema)
+
+
+def parse_override(text: str) -> Dict[str, Any]:
+    """``"train.epochs=5"`` as the nested override ``{"train": {"epochs": 5}}``.
+
+    The value is read as a TOML value (``5``, ``0.1``, ``true``, ``"adam"``, ``[64, 64]``); a
+    bare word that is not TOML (``adam``) is taken as a string. The key is checked later, with
+    the file, by `load`: an unknown key is a `ConfigError` naming it.
+    """
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted config key, e.g. "
+                          f"train.epochs=5; got {text!r}.")
+    try:
+        parsed = tomllib.loads(f"value = {value}")["value"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    for part in reversed(key.split(".")):
+        parsed = {part: parsed}
+    return parsed
+
+
+def parse_overrides(texts) -> Dict[str, Any]:
+    """Several `parse_override` texts merged into one override dict (a later key wins)."""
+    out: Dict[str, Any] = {}
+    for text in texts:
+        out = merged(out, parse_override(text))
+    return out
 
 
 def to_dict(config: Config) -> Dict[str, Any]:
     """The config as plain dicts (for the run folder's JSON)."""
     return dataclasses.asdict(config)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # nan, inf and -inf are TOML too
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, e.g. one of [[model.layers]]
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"to_toml: cannot write {type(value).__name__} {value!r}.")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isalnum() or c in "_-" for c in key) else json.dumps(key)
+
+
+def _toml_items(node) -> Dict[str, Any]:
+    """A config dataclass as ``{key: value or dict}``, its ``EXTRA_KEYS`` entries flattened in
+    (as a file writes them; one named like a field stays in its own sub-table) and absent
+    optional tables left out."""
+    items: Dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(node)}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if f.name == getattr(node, "EXTRA_KEYS", None):
+            items.update({k: v for k, v in value.items() if k not in names})
+            clashing = {k: v for k, v in value.items() if k in names}
+            if clashing:
+                items[f.name] = clashing
+        elif dataclasses.is_dataclass(value):
+            items[f.name] = _toml_items(value)
+        elif value is not None:
+            items[f.name] = value
+    return items
+
+
+def to_toml(config, comment: str = "") -> str:
+    """A config (any schema's dataclass) as TOML text that `load` reads back to an equal config:
+    ``EXTRA_KEYS`` entries (optimizer options) become keys of their table, absent optional
+    tables are left out, ``comment`` heads the file."""
+    items = _toml_items(config)
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in items.items() if not isinstance(v, dict)]
+    for table, values in items.items():
+        if isinstance(values, dict):
+            lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()
+                                           if not isinstance(v, dict)]
+            for sub, sub_values in values.items():
+                if isinstance(sub_values, dict):
+                    lines += ["", f"[{table}.{sub}]"] + [f"{k} = {_toml_value(v)}"
+                                                         for k, v in sub_values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def flat(config) -> Dict[str, Any]:
+    """A config as ``{dotted key: value}`` (``"train.epochs": 10``, ``"optimizer.momentum": 0.9``;
+    an absent optional table is one key with the value None), for comparing two configs."""
+    out: Dict[str, Any] = {}
+
+    def walk(items, prefix):
+        for key, value in items.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[prefix + key] = value
+
+    walk(_toml_items(config), "")
+    for f in dataclasses.fields(config):
+        if getattr(config, f.name) is None:
+            out[f.name] = None
+    return out

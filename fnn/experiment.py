@@ -1,8 +1,9 @@
 """Run an experiment from a config: data, model, training, test metrics and a run folder.
 
-The run folder holds ``config.toml`` (a copy), ``metrics.jsonl`` (one line per epoch),
-``checkpoint.npz`` (the latest epoch, for ``--resume``), ``results.json`` (test metrics),
-``curves.png`` (learning curves) and, for 2-D inputs, ``boundary.png`` (decision regions).
+The run folder holds ``config.toml`` (the config as run), ``metrics.jsonl`` (one line per epoch),
+``checkpoint.npz`` (the latest epoch, for ``--resume``), ``model.npz`` (the trained model, for
+`fnn.load_run`), ``results.json`` (test metrics), ``curves.png`` (learning curves) and, for 2-D
+inputs, ``boundary.png`` (decision regions). An existing run is never replaced silently.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import jax
 import numpy as np
 
-from fnn import activations, init, losses, metrics, optim, plots
-from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, OptimizerConfig,
-                        TrainConfig, to_dict)
+from fnn import activations, checkpoint, init, losses, metrics, optim, plots
+from fnn import config as config_lib
+from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, ModelConfig,
+                        OptimizerConfig, TrainConfig, to_dict)
 from fnn.data import augment, load_mnist, scaling, synthetic
 from fnn.validation import CrossValidation, cross_validate, kfold
-from fnn.core import Layer
-from fnn.models import mlp
-from fnn.train import EarlyStopping, FitResult, evaluate, fit, predict
+from fnn.core import Layer, init_shapes
+from fnn.models import mlp, registry
+from fnn.train import EarlyStopping, FitResult, TrainingDiverged, evaluate, fit, predict
 
 Split = Tuple[np.ndarray, np.ndarray]
 SYNTHETIC = ("spiral", "circles", "xor", "gaussians")
@@ -43,12 +45,23 @@ def _checked(key: str, resolve, value):
 
 def load_splits(cfg: DataConfig, key) -> Dict[str, Split]:
     """The raw train / validation / test splits a config describes (validation only when
-    ``validation_size`` > 0)."""
+    ``validation_size`` > 0); MNIST is read from ``data_dir`` when the config gives one. A split
+    that would be empty is a `ConfigError` naming the keys that emptied it."""
     if cfg.dataset == "mnist":
-        (x, y), test = load_mnist("train"), load_mnist("test")
+        data_dir = cfg.data_dir or None
+        try:
+            (x, y), test = load_mnist("train", data_dir), load_mnist("test", data_dir)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}\nWith a config: set `data_dir` in its [data] "
+                                    "table, or pass fnn run --data-dir DIR.") from error
     elif cfg.dataset in SYNTHETIC:
         x, y = getattr(synthetic, cfg.dataset)(jax.random.fold_in(key, 0), cfg.samples, cfg.noise)
         n_test = int(round(cfg.test_fraction * cfg.samples))
+        if not 0 < n_test < cfg.samples:
+            raise ConfigError(f"config keys `data.samples` = {cfg.samples} and "
+                              f"`data.test_fraction` = {cfg.test_fraction} leave "
+                              f"{n_test} test and {cfg.samples - n_test} training examples; "
+                              "both need at least one.")
         x, y, test = x[n_test:], y[n_test:], (x[:n_test], y[:n_test])
     else:
         raise ConfigError(f"config key `data.dataset`: unknown data set {cfg.dataset!r}.")
@@ -65,12 +78,23 @@ def load_splits(cfg: DataConfig, key) -> Dict[str, Split]:
     return splits
 
 
-def scale_splits(cfg: DataConfig, splits: Dict[str, Split]) -> Dict[str, Split]:
-    """Every split as float32 inputs and int32 labels, scaled with statistics fitted on the
-    ``"train"`` split only."""
+def fit_scaling(cfg: DataConfig, x_train):
+    """The statistics of ``[data] scaling`` fitted on the training inputs (per feature or, with
+    ``per_feature = false``, one for all); `scale_inputs` applies them."""
     scaler = _checked("data.scaling", scaling.get, cfg.scaling)
-    stats = scaler.fit(splits["train"][0], axis=0 if cfg.per_feature else None)
-    return {name: (np.asarray(scaler.transform(xs, stats), np.float32), np.asarray(ys, np.int32))
+    return scaler.fit(x_train, axis=0 if cfg.per_feature else None)
+
+
+def scale_inputs(cfg: DataConfig, x, stats) -> np.ndarray:
+    """Inputs scaled with statistics from `fit_scaling`, as float32."""
+    return np.asarray(scaling.get(cfg.scaling).transform(x, stats), np.float32)
+
+
+def scale_splits(cfg: DataConfig, splits: Dict[str, Split], stats=None) -> Dict[str, Split]:
+    """Every split as float32 inputs and int32 labels, scaled with ``stats`` (by default
+    `fit_scaling` on the ``"train"`` split only)."""
+    stats = fit_scaling(cfg, splits["train"][0]) if stats is None else stats
+    return {name: (scale_inputs(cfg, xs, stats), np.asarray(ys, np.int32))
             for name, (xs, ys) in splits.items()}
 
 
@@ -99,8 +123,7 @@ def check(config: Config) -> Parts:
     """Reject names and values the schema's types cannot catch, before any data is loaded; return
     the loss, optimizer and augmentation the config names (each built once, here)."""
     m, d, t = config.model, config.data, config.train
-    if m.kind != "mlp":
-        raise ConfigError(f"config key `model.kind`: unknown model {m.kind!r}; expected 'mlp'.")
+    check_model(m)
     if d.dataset not in ("mnist", *SYNTHETIC):
         raise ConfigError(f"config key `data.dataset`: unknown data set {d.dataset!r}; "
                           f"expected one of {['mnist', *SYNTHETIC]}.")
@@ -110,6 +133,9 @@ def check(config: Config) -> Parts:
     if t.batch_size != "full" and not (isinstance(t.batch_size, int) and t.batch_size >= 1):
         raise ConfigError(f"config key `train.batch_size` must be an integer >= 1 or \"full\" "
                           f"(one batch of every example); got {t.batch_size!r}.")
+    if d.dataset in SYNTHETIC:
+        _check_range("data.samples", d.samples, 2)
+        _check_range("data.test_fraction", d.test_fraction, 0, 1, low_open=True)
     for key, value in {"train.l1": t.l1, "train.l2": t.l2,
                        "data.validation_size": d.validation_size,
                        "data.train_size": d.train_size}.items():
@@ -135,19 +161,90 @@ def _same_kind(value, default) -> bool:
     return isinstance(value, type(default))
 
 
+def check_arguments(section: str, owner: str, factory: Callable, values: Dict,
+                    fixed=(), *, strict: bool = True) -> None:
+    """Check the config keys ``values`` of ``[section]`` against ``factory``'s keyword arguments
+    (``fixed`` ones are set by the caller, not the config): an unknown key is a `ConfigError`
+    naming ``section.key`` and the arguments ``owner`` takes. ``strict``: a value must also be of
+    the kind of the argument's default (an int fits a float); otherwise (layer and model
+    arguments such as ``padding`` or ``strides`` take a string, a number or a list) a bool default
+    needs a bool, a numeric default rejects strings and bools, and a required argument that is
+    missing is named; the builder checks the rest. ``factory`` may be an `inspect.Signature`
+    (e.g. `registry.model_signature`)."""
+    signature = factory if isinstance(factory, inspect.Signature) else inspect.signature(factory)
+    arguments = signature.parameters
+    options = [a for a, p in arguments.items() if a not in fixed
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key, value in values.items():
+        if key not in options:
+            raise ConfigError(f"unknown config key `{section}.{key}`: {owner} takes "
+                              f"{', '.join(options) or 'no options'}.")
+        default = arguments[key].default
+        if default is inspect.Parameter.empty:
+            continue
+        if strict:
+            wrong = not _same_kind(value, default)
+        elif isinstance(default, bool):
+            wrong = not isinstance(value, bool)
+        else:
+            wrong = isinstance(default, (int, float)) and isinstance(value, (str, bool))
+        if wrong:
+            raise ConfigError(f"config key `{section}.{key}` must be {type(default).__name__} "
+                              f"like its default {default!r}; got {value!r}.")
+    if not strict:
+        missing = [a for a in options if a not in values
+                   and arguments[a].default is inspect.Parameter.empty]
+        if missing:
+            raise ConfigError(f"config key `{section}.{missing[0]}` is required by {owner}.")
+
+
+def check_model(m: ModelConfig) -> None:
+    """``[model]``: a known ``kind``; for "mlp" no builder options, for a `registry.MODELS`
+    kind its options checked against the builder, for "layers" every table's ``type`` and
+    arguments; a `ConfigError` names the key."""
+    mlp_keys = ("hidden", "activation", "w_init", "dropout", "input_dropout")
+    if m.kind == "mlp":
+        if m.options:
+            raise ConfigError(f"unknown config key `model.{next(iter(m.options))}`: the mlp "
+                              f"takes {', '.join(mlp_keys)}.")
+    else:
+        default = ModelConfig()
+        changed = [k for k in mlp_keys if getattr(m, k) != getattr(default, k)]
+        if changed:
+            raise ConfigError(f"config key `model.{changed[0]}` is for kind 'mlp'; arguments of "
+                              f"{m.kind!r} go in [model.options].")
+    if m.layers and m.kind != "layers":
+        raise ConfigError(f"config key `model.layers` needs `model.kind` = \"layers\"; "
+                          f"got {m.kind!r}.")
+    if m.kind == "layers":
+        if m.options:
+            raise ConfigError(f"unknown config key `model.{next(iter(m.options))}`: kind "
+                              f"'layers' takes only [[model.layers]] tables.")
+        if not m.layers:
+            raise ConfigError("config key `model.layers` must list at least one layer table "
+                              "for kind 'layers', e.g. [[model.layers]] type = \"flatten\".")
+        for i, spec in enumerate(m.layers):
+            key = f"model.layers[{i}]"
+            if "type" not in spec:
+                raise ConfigError(f"config key `{key}.type` is required.")
+            factory = _checked(f"{key}.type", registry.layer_factory, spec["type"])
+            check_arguments(key, spec["type"], factory,
+                            {k: v for k, v in spec.items() if k not in ("type", "name")},
+                            registry.LAYER_FIXED, strict=False)
+            child = spec.get("name", "_")
+            if not isinstance(child, str) or not child.isidentifier():
+                raise ConfigError(f"config key `{key}.name` must be an identifier; "
+                                  f"got {spec['name']!r}.")
+    elif m.kind != "mlp":
+        signature = _checked("model.kind", registry.model_signature, m.kind)
+        check_arguments("model", m.kind, signature, m.options, registry.MODEL_FIXED,
+                        strict=False)
+
+
 def make_optimizer(cfg: OptimizerConfig):
     """The optimizer ``[optimizer]`` names, its other keys checked against the factory's arguments."""
     factory = _checked("optimizer.name", optim.get, cfg.name)
-    arguments = inspect.signature(factory).parameters
-    options = [a for a in arguments if a != "learning_rate"]
-    for key, value in cfg.options.items():
-        if key not in options:
-            raise ConfigError(f"unknown config key `optimizer.{key}`: {cfg.name} takes "
-                              f"{', '.join(options) or 'no options'}.")
-        default = arguments[key].default
-        if default is not inspect.Parameter.empty and not _same_kind(value, default):
-            raise ConfigError(f"config key `optimizer.{key}` must be {type(default).__name__} "
-                              f"like its default {default!r}; got {value!r}.")
+    check_arguments("optimizer", cfg.name, factory, cfg.options, ("learning_rate",))
     return _checked("optimizer", lambda c: factory(c.learning_rate, **c.options), cfg)
 
 
@@ -174,10 +271,17 @@ def make_penalty(cfg: TrainConfig, num_examples: int):
 
 
 def build(config: Config, classes: int) -> Layer:
-    """The model a checked config describes, with ``classes`` outputs."""
+    """The model a checked config describes, with ``classes`` outputs: the MLP of ``[model]``;
+    a `registry.MODELS` builder called with ``num_classes=classes`` and the options; or, for
+    kind "layers", the `[[model.layers]]` list (its last layer gives the scores). Both of the
+    latter start with `registry.ImageInput` ((N, H, W) images get a channel axis)."""
     m = config.model
-    return mlp([*m.hidden, classes], activation=m.activation, w_init=m.w_init,
-               dropout=m.dropout, input_dropout=m.input_dropout)
+    if m.kind == "mlp":
+        return mlp([*m.hidden, classes], activation=m.activation, w_init=m.w_init,
+                   dropout=m.dropout, input_dropout=m.input_dropout)
+    if m.kind == "layers":
+        return _checked("model.layers", registry.build_layers, m.layers)
+    return _checked("model", lambda o: registry.build_model(m.kind, classes, **o), m.options)
 
 
 def run_keys(seed: int):
@@ -220,6 +324,9 @@ def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossVali
     splits = load_splits(config.data, data_key)
     pool = tuple(np.concatenate([splits[name][i] for name in ("train", "validation")
                                  if name in splits]) for i in (0, 1))
+    if folds > len(pool[1]):
+        raise ConfigError(f"cross_validate_config: `folds` (fnn cv --folds) = {folds} is more "
+                          f"than the {len(pool[1])} training examples the config gives.")
     model = build(config, num_classes(splits))
 
     def train_and_score(train, test):
@@ -235,57 +342,224 @@ def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossVali
                                 stratify=stratify))
 
 
-def run(config: Config, out_dir, *, resume: bool = False, progress: bool = True,
-        log=print, parts: Optional[Parts] = None) -> dict:
+RUN_FILES = ("config.toml", "metrics.jsonl", "checkpoint.npz", "model.npz", "results.json",
+             "curves.png", "boundary.png")
+"""What `run` writes in a run folder (``--overwrite`` removes these and only these)."""
+RESUMABLE_KEYS = ("train.epochs", "data.data_dir")
+"""The config keys that may differ from the run's ``config.toml`` on ``--resume``: more (or fewer)
+epochs, and where the data is read from. Any other change would continue a different run."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (it holds a run and neither --resume nor
+    --overwrite was given, there is nothing to resume, or the config differs from the run's)."""
+
+
+def existing_run_files(folder) -> list:
+    """The `RUN_FILES` that ``folder`` holds (none when it does not exist)."""
+    return [name for name in RUN_FILES if (Path(folder) / name).exists()]
+
+
+def check_run_folder(folder, config=None, *, resume: bool = False, overwrite: bool = False,
+                     resumable: bool = True, load_saved: Optional[Callable] = None) -> None:
+    """Refuse, before anything is written, to use ``folder`` in a way that would lose data.
+
+    Without ``resume`` a folder that already holds a run is refused unless ``overwrite`` (the
+    message offers ``--resume`` too when the run is ``resumable``); with ``resume`` it must hold
+    a run whose ``config.toml``, read by ``load_saved(path)`` (by default `fnn.config.load` with
+    the schema of ``config``), equals ``config`` but for the `RESUMABLE_KEYS`
+    (`config_differences` names the keys that differ). Raises `RunFolderError`.
+    """
+    folder = Path(folder)
+    found = existing_run_files(folder)
+    if resume and overwrite:
+        raise RunFolderError("--resume continues the run in the folder and --overwrite replaces "
+                             "it: give one of them.")
+    if resume:
+        if not (folder / "config.toml").is_file():
+            raise RunFolderError(f"{folder} holds no run to resume (no config.toml); start it "
+                                 "without --resume.")
+        if config is not None:
+            saved = (load_saved or (lambda path: config_lib.load(path, type(config))))(
+                folder / "config.toml")
+            differ = {k: v for k, v in config_differences(saved, config).items()
+                      if k not in RESUMABLE_KEYS}
+            if differ:
+                listed = "; ".join(f"`{k}` {_shown(old)} -> {_shown(new)}"
+                                   for k, (old, new) in differ.items())
+                raise RunFolderError(
+                    f"cannot resume {folder}: the config differs from the run's config.toml at "
+                    f"{listed}. Only {', '.join(RESUMABLE_KEYS)} may change on resume; for "
+                    "another config start a new run (a new --out, or --overwrite).")
+    elif found and not overwrite:
+        resume_hint = "Continue it with --resume, or write" if resumable else "Write"
+        raise RunFolderError(
+            f"{folder} already holds a run ({', '.join(found)}). {resume_hint} to a new --out "
+            "folder, or replace it with --overwrite.")
+
+
+def _shown(value) -> str:
+    return "(absent)" if value is _ABSENT else "(no table)" if value is None else repr(value)
+
+
+_ABSENT = object()
+
+
+def config_differences(old, new) -> Dict[str, Tuple]:
+    """``{dotted key: (old value, new value)}`` for every key whose value differs between two
+    configs of one schema (a key only one of them has shows the other side as absent)."""
+    a, b = config_lib.flat(old), config_lib.flat(new)
+    keys = [*a, *(k for k in b if k not in a)]
+    return {key: (a.get(key, _ABSENT), b.get(key, _ABSENT)) for key in keys
+            if a.get(key, _ABSENT) != b.get(key, _ABSENT)}
+
+
+def remove_run_files(folder) -> None:
+    """Delete the `RUN_FILES` in ``folder`` (for ``--overwrite``); other files stay."""
+    for name in RUN_FILES:
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
+def completed_epochs(checkpoint_path) -> int:
+    """The epochs a `fit` checkpoint has finished (0 when there is no file): its progress record's
+    ``epoch``, which a mid-epoch save also holds (the epoch under way is not finished)."""
+    path = Path(checkpoint_path)
+    if not path.exists():
+        return 0
+    return int(checkpoint.load(path)["progress"]["epoch"])
+
+
+def metrics_line(epoch: int, logs: Dict[str, float]) -> str:
+    """One line of ``metrics.jsonl``: ``{"epoch": e, **logs}`` as strict JSON (NaN as null)."""
+    return json.dumps(jsonable({"epoch": epoch, **logs}), allow_nan=False) + "\n"
+
+
+def read_metrics(path) -> Dict[str, list]:
+    """``metrics.jsonl`` as a history ``{name: [value per epoch]}`` (null read back as NaN)."""
+    history: Dict[str, list] = {}
+    for line in Path(path).read_text().splitlines():
+        for key, value in json.loads(line).items():
+            if key != "epoch":
+                history.setdefault(key, []).append(math.nan if value is None else value)
+    return history
+
+
+def truncate_metrics(path, epochs: int) -> None:
+    """Keep the lines of epochs 1..``epochs`` of ``metrics.jsonl``: a run killed after writing an
+    epoch's line but before its checkpoint was saved repeats that epoch on resume."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
+def test_scores(model, params, state, test: Split, loss, classes: int) -> dict:
+    """Loss, accuracy, macro F1 and confusion matrix of a trained model on a test split."""
+    x_test, y_test = test
+    scores = evaluate(model, params, state, test, loss=loss)
+    predicted = np.asarray(predict(model, params, state, x_test).argmax(-1))
+    cm = metrics.confusion_matrix(y_test, predicted, classes)
+    return {"test_loss": scores["loss"], "test_accuracy": float(metrics.accuracy(cm)),
+            "test_macro_f1": float(metrics.f1(cm, average="macro")), "confusion_matrix": cm}
+
+
+def save_model(path, params, state, *, classes: int, input_shape, scaling_stats) -> Path:
+    """``model.npz``: what `fnn.load_run` needs besides the config (the trained parameters and
+    state, the number of classes, the input shape without the batch axis, the scaling statistics
+    fitted on the training inputs)."""
+    return checkpoint.save(path, {"params": params, "state": state, "classes": int(classes),
+                                  "input_shape": [int(n) for n in input_shape],
+                                  "scaling": scaling_stats})
+
+
+def _divergence_note(error) -> str:
+    """The first clause of a `TrainingDiverged` message, for the curves."""
+    return "training diverged: " + str(error).split(";")[0].removeprefix("fit: ")
+
+
+def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, log=print, parts: Optional[Parts] = None,
+        config_text: Optional[str] = None) -> dict:
     """Train and test the config's model; write the run folder; return the results.
 
-    ``parts`` is what `check` returned for ``config`` (checked here when not given)."""
+    ``parts`` is what `check` returned for ``config`` (checked here when not given). The folder
+    is checked first (`check_run_folder`: an existing run is refused unless ``resume`` or
+    ``overwrite``; a resumed run's config must match), and created only once the data is loaded
+    and the model's shapes are known, so a run that fails before training leaves nothing behind.
+    ``config.toml`` gets ``config_text`` (by default the config written by `fnn.config.to_toml`).
+    On ``resume`` ``metrics.jsonl`` keeps only the epochs the checkpoint finished. The trained
+    model (the best epoch's with early stopping) is saved as ``model.npz`` for `fnn.load_run`.
+    A diverged run still draws its curves, with a note, then re-raises `TrainingDiverged`.
+    """
     parts = check(config) if parts is None else parts
-    loss = parts.loss
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_data(config.data, run_keys(config.seed)[0])
+    check_run_folder(out, config, resume=resume, overwrite=overwrite)
+    loss = parts.loss
+    data_key, init_key, _ = run_keys(config.seed)
+    splits = load_splits(config.data, data_key)
+    stats = fit_scaling(config.data, splits["train"][0])
+    data = scale_splits(config.data, splits, stats)
     x_train = data["train"][0]
     classes = num_classes(data)
     model = build(config, classes)
-    metrics_log = (out / "metrics.jsonl").open("a" if resume else "w")
+    init_shapes(model, (None, *x_train.shape[1:]), init_key)  # a shape error stops here
+    done = completed_epochs(out / "checkpoint.npz") if resume else 0
+
+    if overwrite:
+        remove_run_files(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(config_lib.to_toml(config) if config_text is None
+                                     else config_text)
+    metrics_path = out / "metrics.jsonl"
+    if resume:
+        truncate_metrics(metrics_path, done)
+    metrics_log = metrics_path.open("a" if resume else "w")
 
     def write_epoch(epoch, logs, train_state):
-        metrics_log.write(json.dumps({"epoch": epoch + 1, **logs}) + "\n")
+        metrics_log.write(metrics_line(epoch + 1, logs))
         metrics_log.flush()
 
     log(f"{config.name}: {len(x_train)} training, {len(data.get('validation', ([],))[0])} "
         f"validation, {len(data['test'][0])} test examples -> {out}")
     started = time.perf_counter()
-    with metrics_log:
-        result = train_config(config, model, parts, data["train"],
-                              data.get("validation"), hooks=[write_epoch],
-                              checkpoint_path=str(out / "checkpoint.npz"), resume=resume,
-                              progress=progress, log=log)
+    try:
+        with metrics_log:
+            result = train_config(config, model, parts, data["train"],
+                                  data.get("validation"), hooks=[write_epoch],
+                                  checkpoint_path=str(out / "checkpoint.npz"), resume=resume,
+                                  progress=progress, log=log)
+    except TrainingDiverged as error:
+        if plots.available():
+            plots.plot_history(read_metrics(metrics_path), out / "curves.png",
+                               title=config.name, note=_divergence_note(error))
+        raise
     seconds = time.perf_counter() - started
+    save_model(out / "model.npz", result.params, result.state, classes=classes,
+               input_shape=x_train.shape[1:], scaling_stats=stats)
 
-    x_test, y_test = data["test"]
-    test = evaluate(model, result.params, result.state, data["test"], loss=loss)
-    predicted = np.asarray(predict(model, result.params, result.state, x_test).argmax(-1))
-    cm = metrics.confusion_matrix(y_test, predicted, classes)
+    scores = test_scores(model, result.params, result.state, data["test"], loss, classes)
+    cm = scores.pop("confusion_matrix")
+    history = read_metrics(metrics_path)  # every epoch, resumed or not
     results = {
         "name": config.name,
-        "test_loss": test["loss"],
-        "test_accuracy": float(metrics.accuracy(cm)),
-        "test_macro_f1": float(metrics.f1(cm, average="macro")),
-        "epochs_run": len(result.history["loss"]),
+        **scores,
+        "epochs_run": len(history["loss"]),
         "stopped_early": result.stopped_early,
         "best_epoch": result.best_epoch,
         "train_seconds": round(seconds, 1),
-        "final": {k: v[-1] for k, v in result.history.items()},
+        "final": {k: v[-1] for k, v in history.items()},
         "confusion_matrix": np.asarray(cm).tolist(),
         "date": time.strftime("%Y-%m-%d"),
         "config": to_dict(config),
     }
     write_json(out / "results.json", results)
     if plots.available():
-        plots.plot_history(result.history, out / "curves.png", title=config.name,
+        plots.plot_history(history, out / "curves.png", title=config.name,
                            best_epoch=result.best_epoch)
+        x_test = data["test"][0]
         if x_test.shape[1:] == (2,):
             plots.plot_decision_boundary(
                 lambda xs: predict(model, result.params, result.state, xs), data["test"],
@@ -301,10 +575,12 @@ def copy_config(path, out_dir) -> None:
     shutil.copyfile(path, Path(out_dir) / "config.toml")
 
 
-def run_folder(name: str, out=None) -> Path:
-    """A new run folder, ``out`` or ``runs/<name>-<date>-<time>``, created if missing."""
+def run_folder(name: str, out=None, *, create: bool = True) -> Path:
+    """The run folder, ``out`` or ``runs/<name>-<date>-<time>``; created (if missing) unless
+    ``create`` is False."""
     folder = Path(out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -334,19 +610,29 @@ def read_results(run_folder_path) -> dict:
 
 
 def experiment_main(argv, *, name: str, description: str, load_config: Callable,
-                    run: Callable, quick: str, replot: Optional[Callable] = None) -> int:
+                    run: Callable, quick: str, replot: Optional[Callable] = None,
+                    resumable: bool = False) -> int:
     """The command line every experiment shares; returns the exit code.
 
-        python experiments/NAME.py [configs/NAME.toml] [--out DIR] [--quick] [--no-progress]
-                                   [--replot RUN_FOLDER]
+        python experiments/NAME.py [configs/NAME.toml] [--out DIR] [--overwrite] [--quick]
+                                   [--no-progress] [--replot RUN_FOLDER]
 
     ``load_config(path, quick=...)`` reads and checks the config (a `ConfigError` exits with 2
-    and the message); ``run(config, out, progress=...)`` does the work in the run folder;
+    and the message); ``--out`` into a folder that already holds a run exits with 2 unless
+    ``--overwrite`` (which removes its `RUN_FILES` first; other files are replaced as the
+    experiment writes them) or, for a ``resumable`` experiment (one whose ``run`` continues from
+    the checkpoint it finds in the folder), ``--resume`` with the run's own config (a config that
+    differs is refused, naming the keys); ``run(config, out, progress=...)`` does the work;
     ``replot(folder)``, when given, redraws a finished run's outputs without training.
     """
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=description)
     parser.add_argument("config", nargs="?", default=f"configs/{name}.toml")
     parser.add_argument("--out", help="run folder (default: runs/<name>-<date>-<time>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run that --out already holds")
+    if resumable:
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the run that --out holds from its checkpoint")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {quick}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if replot is not None:
@@ -358,10 +644,20 @@ def experiment_main(argv, *, name: str, description: str, load_config: Callable,
         return 0
     try:
         config = load_config(args.config, quick=args.quick)
-    except ConfigError as error:
+        out = run_folder(config.name + ("-quick" if args.quick else ""), args.out, create=False)
+        resume = resumable and args.resume
+        if resume and not args.out:
+            raise RunFolderError("--resume needs --out, the run folder to continue.")
+        check_run_folder(out, config, resume=resume, overwrite=args.overwrite,
+                         resumable=resumable,
+                         load_saved=lambda path: load_config(path, quick=args.quick))
+    except (ConfigError, RunFolderError) as error:
         print(f"{name}: {error}", file=sys.stderr)
         return 2
-    out = run_folder(config.name + ("-quick" if args.quick else ""), args.out)
-    copy_config(args.config, out)
+    if args.overwrite:
+        remove_run_files(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        copy_config(args.config, out)
     run(config, out, progress=not args.no_progress)
     return 0

@@ -8,6 +8,7 @@ the path it wrote, its format following the suffix.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -192,40 +193,116 @@ def plot_monitor(history: Mapping[str, Any], path, title: str = "") -> Path:
 __all__ = ["plot_confusion_matrix", "plot_roc", "plot_monitor"]
 
 
+def nonfinite_note(name: str, values: Sequence[float]) -> Optional[str]:
+    """A note for a curve with NaN or infinite values (a diverged run), e.g. ``"loss: nan from
+    epoch 3 (not drawn)"``; None when every value is finite."""
+    values = np.asarray(values, np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size == 0:
+        return None
+    return f"{name}: {values[bad[0]]} from epoch {bad[0] + 1} (not drawn)"
+
+
 def plot_history(history: Mapping[str, Sequence[float]], path, title: str = "",
-                 best_epoch: Optional[int] = None) -> Path:
+                 best_epoch: Optional[int] = None, note: str = "") -> Path:
     """Loss and accuracy per epoch (train and, when logged, validation), with the epoch that
-    early stopping kept marked."""
+    early stopping kept marked.
+
+    A diverged run is shown as such, never as an empty panel: values that are NaN or infinite
+    are left out and named in a red note (`nonfinite_note`), as is ``note`` (e.g. "training
+    diverged at epoch 3, batch 5"); with no epoch to draw, the figure holds the note alone."""
     panels = [m for m in ("loss", "accuracy") if m in history]
-    if not panels:
-        raise ValueError(f"plot_history: expected 'loss' or 'accuracy' in history; got {sorted(history)}.")
-    fig = figure("plot_history", figsize=(5 * len(panels), 3.6), layout="tight")
-    for ax, name in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    if not panels and not note:
+        raise ValueError(f"plot_history: expected 'loss' or 'accuracy' in history; "
+                         f"got {sorted(history)}.")
+    fig = figure("plot_history", figsize=(5 * max(len(panels), 1), 3.6), layout="tight")
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    notes = [note] if note else []
+    for ax, name in zip(axes, panels):
         epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], label="train")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            if key not in history:
+                continue
+            values = np.asarray(history[key], np.float64)
+            bad = nonfinite_note(key, values)
+            if bad:
+                notes.append(bad)
+            ax.plot(epochs, np.where(np.isfinite(values), values, np.nan), marker="." if
+                    len(epochs) < 3 else None, label=label)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", linestyle=":", label=f"kept (epoch {best_epoch})")
-        ax.set(xlabel="epoch", ylabel=name, title=f"{title} {name}".strip())
+        ax.set(xlabel="epoch", ylabel=name, title=f"{title} {name}".strip(),
+               xlim=(0.5, len(epochs) + 0.5))  # every epoch, drawn or not
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
+    if not panels:
+        axes[0].set(title=f"{title} (no finished epoch)".strip(), xticks=[], yticks=[])
+        axes[0].text(0.5, 0.5, "\n".join(textwrap.fill(n, 48) for n in notes),
+                     transform=axes[0].transAxes, ha="center", va="center", color="red")
+    elif notes:
+        fig.suptitle("\n".join(notes), color="red", fontsize=9)
     return save(fig, path)
 
 
 def plot_decision_boundary(predict_fn, data, path, title: str = "", resolution: int = 200) -> Path:
     """The predicted class over a grid around 2-D points ``data = (x (n, 2), y (n,))``, with the
-    points on top; ``predict_fn(grid (m, 2)) -> scores (m, C)``."""
+    points on top (coloured by their true class); ``predict_fn(grid (m, 2)) -> scores (m, C)``.
+    The legend names each class's colour; a shaded region is the class the model predicts there."""
     x, y = (np.asarray(a) for a in data)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"plot_decision_boundary: expected 2-D points of shape (n, 2); got {x.shape}.")
     (x0, y0), (x1, y1) = x.min(0) - 0.5, x.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    classes = np.asarray(predict_fn(grid)).argmax(-1).reshape(gx.shape)
-    fig = figure("plot_decision_boundary", figsize=(4.5, 4.5), layout="tight")
+    scores = np.asarray(predict_fn(grid))
+    classes = scores.argmax(-1).reshape(gx.shape)
+    num_classes = max(scores.shape[-1], int(y.max()) + 1 if y.size else 0)
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    base = colormaps["coolwarm"] if num_classes <= 2 else colormaps["tab10" if num_classes <= 10
+                                                                     else "turbo"]
+    colors = [base(k / max(num_classes - 1, 1)) if num_classes <= 2 or num_classes > 10
+              else base(k) for k in range(num_classes)]
+    cmap = ListedColormap(colors)
+    norm = BoundaryNorm(np.arange(num_classes + 1) - 0.5, num_classes)
+    fig = figure("plot_decision_boundary", figsize=(5.2, 4.5), layout="tight")
     ax = fig.subplots()
-    ax.contourf(gx, gy, classes, alpha=0.3, cmap="coolwarm")
-    ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap="coolwarm", edgecolors="k", linewidths=0.2)
+    ax.contourf(gx, gy, classes, levels=np.arange(num_classes + 1) - 0.5, alpha=0.3, cmap=cmap,
+                norm=norm)
+    ax.scatter(x[:, 0], x[:, 1], c=y, s=8, cmap=cmap, norm=norm, edgecolors="k", linewidths=0.2)
+    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor=colors[k],
+                      markeredgecolor="k", markeredgewidth=0.3, label=f"class {k}")
+               for k in range(num_classes)]
+    handles.append(Patch(facecolor="lightgray", alpha=0.6, label="shade: predicted class"))
+    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
     ax.set(title=title, xlabel="x1", ylabel="x2")
+    return save(fig, path)
+
+
+def plot_image_rows(rows: Mapping[str, Any], path, title: str = "", shape=(28, 28)) -> Path:
+    """A grid of grey images: one row per entry of ``rows`` (row label -> images (n, ...), each
+    reshaped to ``shape``; rows may differ in length), values in [0, 1] with 0 black. Used for
+    digits and their reconstructions, samples and interpolations."""
+    if not rows or any(len(images) == 0 for images in rows.values()):
+        raise ValueError("plot_image_rows: `rows` must map row labels to non-empty image "
+                         "arrays.")
+    n = max(len(images) for images in rows.values())
+    fig = figure("plot_image_rows", figsize=(0.9 * n + 1.6, 0.95 * len(rows) + 0.5),
+                 layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                ax.imshow(np.asarray(images[c]).reshape(shape), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save(fig, path)

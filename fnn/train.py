@@ -9,16 +9,18 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
+import time
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import checkpoint, losses
+from fnn import checkpoint, losses, parallel
 from fnn.core import Context, Layer
 from fnn.checks import check_int
-from fnn.data.splits import batches, num_examples, resolve_batch_size
+from fnn.data.splits import batch_indices, batches, num_examples, resolve_batch_size
 from fnn.optim import Optimizer, apply_updates
 
 
@@ -92,23 +94,53 @@ def classification_metrics(outputs, targets, mask) -> Dict[str, jax.Array]:
     return {"accuracy": masked_mean(jnp.argmax(outputs, -1) == targets, mask)}
 
 
-def _objective(model, loss_fn, metrics_fn, penalty, train):
+def _cast_floats(tree, dtype):
+    """``tree`` with its floating-point arrays cast to ``dtype`` (integers, e.g. labels, kept)."""
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+        tree)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _check_compute_dtype(where: str, compute_dtype):
+    if compute_dtype is None:
+        return None
+    if str(jnp.dtype(compute_dtype)) not in COMPUTE_DTYPES:
+        raise ValueError(f"{where}: `compute_dtype` must be one of {COMPUTE_DTYPES} (or None: "
+                         f"the parameters' own); got {compute_dtype!r}.")
+    return jnp.dtype(compute_dtype)
+
+
+def _objective(model, loss_fn, metrics_fn, penalty, train, compute_dtype=None, loss_scale=1.0):
     """``(params, state, batch, key) -> (loss, (new_state, metrics))`` for `jax.value_and_grad`.
 
     The model gets the batch's masks as ``context``; the loss is the mean of the per-example
-    (B,) or per-step (B, T) losses over the real entries (`entry_weights`)."""
+    (B,) or per-step (B, T) losses over the real entries (`entry_weights`). With
+    ``compute_dtype`` the model runs on copies of the parameters and inputs in that dtype (mixed
+    precision: the gradient still reaches the float32 master parameters through the cast) and
+    its outputs are cast back to float32 for the loss; the returned loss is multiplied by
+    ``loss_scale`` (the metrics keep the unscaled loss)."""
 
     def objective(params, state, batch, key):
         context = Context(batch.mask, batch.seq_mask)
-        outputs, new_state = model.apply(params, state, batch.inputs, key=key, train=train,
+        inputs, run_params = batch.inputs, params
+        if compute_dtype is not None:
+            inputs, run_params = _cast_floats(inputs, compute_dtype), _cast_floats(params, compute_dtype)
+        outputs, new_state = model.apply(run_params, state, inputs, key=key, train=train,
                                          context=context)
+        if compute_dtype is not None:
+            outputs = _cast_floats(outputs, jnp.float32)
+            new_state = jax.tree_util.tree_map(lambda new, old: new.astype(jnp.result_type(old)),
+                                               new_state, state)
         values = loss_fn(outputs, batch.targets)
         loss = masked_mean(values, entry_weights(batch, values.shape))
         label_shape = outputs.shape[:-1] if hasattr(outputs, "shape") else values.shape[:1]
         metrics = {"loss": loss,
                    **metrics_fn(outputs, batch.targets, entry_weights(batch, label_shape))}
         total = loss if penalty is None else loss + penalty(params)
-        return total, (new_state, metrics)
+        return total * loss_scale, (new_state, metrics)
 
     return objective
 
@@ -127,22 +159,33 @@ def _check_optimizer(where: str, optimizer) -> Optimizer:
 def make_train_step(model: Layer, loss, optimizer: Optimizer, *,
                     metrics: Callable = classification_metrics,
                     penalty: Optional[Callable] = None, augment: Optional[Callable] = None,
-                    jit: bool = True):
+                    compute_dtype=None, loss_scale: float = 1.0, jit: bool = True):
     """The pure train step ``(params, state, opt_state, batch, key) -> (params, state, opt_state,
     metrics)``: one gradient step on the masked mean loss (+ ``penalty(params)`` if given).
     ``batch`` is a `Batch` (pytrees of inputs and targets, masks); the model gets its masks as
     ``context``. The optimizer also gets the mini-batch loss, ``update(..., loss=loss)``, for
     loss-driven rules. ``augment(key, inputs) -> inputs`` (e.g. from `fnn.data.augment`)
     transforms each batch first, with its own key ``fold_in(key, 1)``; the model then gets
-    ``fold_in(key, 0)``."""
+    ``fold_in(key, 0)``.
+
+    Mixed precision: ``compute_dtype="bfloat16"`` (or ``"float16"``) runs the forward and
+    backward pass in that dtype on a cast copy of the float32 parameters, which stay the ones the
+    optimizer updates; ``loss_scale`` S multiplies the loss before differentiation and divides
+    the gradients after it, so that float16 gradients do not underflow (bfloat16 needs none)."""
     optimizer = _check_optimizer("make_train_step", optimizer)
-    objective = _objective(model, losses.get(loss), metrics, penalty, train=True)
+    compute_dtype = _check_compute_dtype("make_train_step", compute_dtype)
+    if not (isinstance(loss_scale, (int, float)) and loss_scale > 0):
+        raise ValueError(f"make_train_step: `loss_scale` must be a number > 0; got {loss_scale!r}.")
+    objective = _objective(model, losses.get(loss), metrics, penalty, train=True,
+                           compute_dtype=compute_dtype, loss_scale=float(loss_scale))
 
     def step(params, state, opt_state, batch: Batch, key):
         if augment is not None:
             batch = batch._replace(inputs=augment(jax.random.fold_in(key, 1), batch.inputs))
             key = jax.random.fold_in(key, 0)
         grads, (state, batch_metrics) = jax.grad(objective, has_aux=True)(params, state, batch, key)
+        if loss_scale != 1.0:
+            grads = jax.tree_util.tree_map(lambda g: g / loss_scale, grads)
         updates, opt_state = optimizer.update(grads, opt_state, params, loss=batch_metrics["loss"])
         return apply_updates(params, updates), state, opt_state, batch_metrics
 
@@ -188,8 +231,18 @@ def _padded(batch: Batch, mask) -> Batch:
 def evaluate(model: Layer, params, state, data, *, loss, batch_size=1024,
              metrics: Callable = classification_metrics) -> Dict[str, float]:
     """Mean loss and metrics of the model in eval mode over ``data``: an ``(inputs, targets)``
-    pair of pytrees or a `Batch`. Compiled once per model, loss, metrics and batch shape."""
+    pair of pytrees or a `Batch`, its integer class labels checked first (`check_labels`).
+    Compiled once per model, loss, metrics and batch shape."""
     data = as_batch(data, "data")
+    if num_examples(data, "data") == 0:
+        raise ValueError("evaluate: `data` holds no examples.")
+    check_labels("evaluate", model, params, state, data)
+    return _evaluate(model, params, state, data, loss=loss, batch_size=batch_size,
+                     metrics=metrics)
+
+
+def _evaluate(model: Layer, params, state, data: Batch, *, loss, batch_size,
+              metrics: Callable) -> Dict[str, float]:
     step = make_eval_step(model, loss, metrics=metrics)
     mean = _Mean()
     for batch, mask in batches(data, batch_size, pad=True):
@@ -282,8 +335,16 @@ class FitResult(NamedTuple):
 
 Hook = Callable[[int, Dict[str, float], TrainState], Optional[bool]]
 
+DEVICE_DATA_LIMIT = 1 << 30
+"""Bytes of training data `fit` copies to the device once and batches there (larger host data is
+batched on the host, a few steps per call); data already on the device always stays there."""
 
-def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "it"):
+HOST_CHUNK_BYTES = 64 << 20
+"""Bytes of host batches `fit` stacks into one call when it batches on the host."""
+
+
+def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "it",
+                 leave: bool = True):
     """A tqdm progress bar over ``total`` units, or None when disabled or tqdm (the optional
     ``viz`` extra) is missing; callers skip their bar updates on None."""
     if not enabled:
@@ -292,27 +353,62 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True, unit: str = "
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5,
+                leave=leave)
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the message names the epoch and batch."""
 
 
-def _check_finite(mean: _Mean, step_losses, epoch: int, first_batch: int, batches_per_epoch: int,
+def _check_finite(sums, chunk_losses, epoch: int, first_batch: int, batches_per_epoch: int,
                   checkpoint_path) -> None:
     """Raise `TrainingDiverged` if the epoch's running loss is not finite (one device read)."""
-    if mean.sums is None or np.isfinite(float(mean.sums["loss"])):
+    if sums is None or np.isfinite(float(sums["loss"])):
         return
-    values = np.asarray(jnp.stack(step_losses))
+    values = np.concatenate([np.asarray(losses_) for losses_ in chunk_losses])
     bad = first_batch + int(np.argmin(np.isfinite(values)))
     kept = (f" The checkpoint {checkpoint_path} keeps the last state saved before it."
-            if checkpoint_path else "")
+            if checkpoint_path and os.path.exists(checkpoint_path) else "")
     raise TrainingDiverged(
         f"fit: the training loss became {values[bad - first_batch]} at epoch {epoch + 1}, batch "
         f"{bad + 1} of {batches_per_epoch}; the parameters are no longer finite.{kept} Lower the "
         "learning rate, or check the inputs and targets for NaN or infinite values "
         "(check_finite=False trains on regardless).")
+
+
+def check_labels(where: str, model: Layer, params, state, data: Batch) -> None:
+    """Raise a ValueError naming the offending values unless integer class labels fit the model.
+
+    Checked when the model's output is class scores (B, ..., C), C >= 2, and ``data.targets`` is
+    one integer array (B, ...) of the shape the scores have without C: every label must lie in
+    ``[0, C)``; per-step targets (B, T, ...) may also hold `fnn.losses.PADDING_LABEL` (−1), the
+    label of padded steps. Other outputs and targets (one-hot, regression) are not checked.
+    """
+    targets = data.targets
+    if not (hasattr(targets, "dtype") and np.issubdtype(targets.dtype, np.integer)) \
+            or num_examples(data, where) == 0:
+        return
+    one = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), a.dtype), data.inputs)
+    outputs = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, train=False)[0],
+                             params, state, one)
+    if not (hasattr(outputs, "shape") and len(outputs.shape) >= 2
+            and outputs.shape[-1] >= 2 and tuple(outputs.shape[1:-1]) == targets.shape[1:]):
+        return
+    classes = outputs.shape[-1]
+    labels = np.asarray(targets)
+    allowed = (labels >= 0) & (labels < classes)
+    if labels.ndim >= 2:
+        allowed |= labels == losses.PADDING_LABEL
+    if allowed.all():
+        return
+    bad = np.unique(labels[~allowed])
+    shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
+    padding = (f" or {losses.PADDING_LABEL} (a padded step)" if labels.ndim >= 2 else "")
+    raise ValueError(
+        f"{where}: class labels must be integers in [0, {classes}){padding} for a model with "
+        f"{classes} outputs; {int((~allowed).sum())} of {labels.size} labels are not: {shown}.")
 
 
 def _checkpoint_tree(train_state: "TrainState", key, es, progress: Dict[str, Any]):
@@ -331,14 +427,162 @@ def _checkpoint_template(train_state: "TrainState", key, es):
     return _checkpoint_tree(train_state, key, es, checkpoint.AS_SAVED)
 
 
+def _nbytes(tree) -> int:
+    return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize
+               for a in jax.tree_util.tree_leaves(tree))
+
+
+def _on_device(tree) -> bool:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return bool(leaves) and all(isinstance(a, jax.Array) for a in leaves)
+
+
+def _fresh_copy(tree):
+    """Device copies of ``tree``'s arrays (same placement): what `fit` donates, so the caller's
+    arrays stay valid."""
+    return jax.tree_util.tree_map(
+        lambda a: a.copy() if isinstance(a, jax.Array) else jnp.array(a), tree)
+
+
+def _make_train_loop(model: Layer, loss, optimizer: Optimizer, *, metrics: Callable,
+                     penalty: Optional[Callable], augment: Optional[Callable], gather: bool,
+                     mesh=None, compute_dtype=None, loss_scale: float = 1.0):
+    """K train steps in one compiled call, and zeros for its metric sums: ``(loop, zero_sums)``,
+    ``loop(carry, data, xs, epoch_key) -> (carry, losses)``, ``zero_sums(carry3, data, xs,
+    epoch_key)`` with ``carry3 = (params, state, opt_state)``.
+
+    ``carry`` is ``(params, state, opt_state, sums, count)`` (donated: the call reuses its
+    buffers), ``sums`` the metrics of `make_train_step` summed with weight ``count`` = the number
+    of real examples; ``xs = (rows, mask, steps)`` holds K steps: ``mask`` (K, B) the padding
+    masks, ``steps`` (K,) the step numbers i (step i's key is ``fold_in(epoch_key, i)``) and, with
+    ``gather``, ``rows`` (K, B) the example indices taken from ``data`` (a `Batch` on the device),
+    without it ``rows`` the K batches themselves (a `Batch` of arrays (K, B, ...)). ``losses``
+    (K,) are the steps' mini-batch losses. One `lax.scan` runs the K steps, so per-step keys,
+    batches and metric sums cost no Python round-trip; the result equals K calls of the step.
+    With a ``mesh`` each batch is split over its ``"data"`` axis (`fnn.parallel`).
+    """
+    step = make_train_step(model, loss, optimizer, metrics=metrics, penalty=penalty,
+                           augment=augment, compute_dtype=compute_dtype, loss_scale=loss_scale,
+                           jit=False)
+
+    def batch_of(data, rows, mask):
+        batch = _padded(jax.tree_util.tree_map(lambda a: a[rows], data) if gather else rows, mask)
+        return batch if mesh is None else parallel.constrain_batch(batch, mesh)
+
+    def loop(carry, data, xs, epoch_key):
+        def body(carry, x):
+            params, state, opt_state, sums, count = carry
+            rows, mask, i = x
+            batch = batch_of(data, rows, mask)
+            params, state, opt_state, batch_metrics = step(
+                params, state, opt_state, batch, jax.random.fold_in(epoch_key, i))
+            real = jnp.sum(batch.mask)
+            sums = {k: sums[k] + v * real for k, v in batch_metrics.items()}
+            return (params, state, opt_state, sums, count + real), batch_metrics["loss"]
+
+        if jax.tree_util.tree_leaves(xs)[0].shape[0] == 1:  # one step: no loop at all
+            carry, loss = body(carry, jax.tree_util.tree_map(lambda a: a[0], xs))
+            return carry, loss[None]
+        return jax.lax.scan(body, carry, xs)
+
+    forward = _objective(model, losses.get(loss), metrics, None, train=True,
+                         compute_dtype=_check_compute_dtype("fit", compute_dtype))
+
+    def zero_sums(carry3, data, xs, epoch_key):  # the shapes of a forward pass's metrics
+        rows, mask, i = jax.tree_util.tree_map(lambda a: a[0], xs)
+        shapes = jax.eval_shape(
+            lambda c: forward(c[0], c[1], batch_of(data, rows, mask), epoch_key)[1][1], carry3)
+        return {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+
+    return jax.jit(loop, donate_argnums=(0,)), zero_sums
+
+
+class _Report:
+    """What `fit` shows: a bar within each epoch (on a terminal) and one line per epoch."""
+
+    def __init__(self, progress, epochs: int, steps: int, log: Callable):
+        if progress not in (True, False, "bar", "lines"):
+            raise ValueError(f"fit: `progress` must be True (a bar on a terminal, and a line per "
+                             f"epoch), 'lines' (a line per epoch) or False (nothing); got "
+                             f"{progress!r}.")
+        self.lines = progress is not False
+        self.bar_wanted = progress == "bar" or (progress is True and sys.stderr.isatty())
+        self.epochs, self.steps, self.log, self.bar = epochs, steps, log, None
+
+    def start_epoch(self, epoch: int, done: int) -> None:
+        self.started = time.perf_counter()
+        if self.bar_wanted:
+            self.bar = progress_bar(self.steps, f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                                    leave=False)
+            if self.bar is not None and done:
+                self.bar.update(done)
+
+    def advance(self, steps: int, running: Callable[[], Dict[str, float]]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in running().items()}, refresh=False)
+            self.bar.update(steps)
+
+    def end_epoch(self, epoch: int, logs: Dict[str, float], note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.lines:
+            seconds = time.perf_counter() - self.started
+            values = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
+            self.log(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s - {values}"
+                     + (f" - {note}" if note else ""))
+
+    def say(self, text: str) -> None:
+        if self.lines:
+            self.log(text)
+
+
+def _has_convolutions(layer: Layer) -> bool:
+    """Whether ``layer`` or any of its children is a convolution. On XLA:CPU a convolution
+    inside a loop (`lax.scan`) runs several times slower than the same step called once per
+    batch (measured: a CNN's 20 steps 8.3 s in a scan, 2.2 s as 20 calls, 1.5 s unrolled), so
+    `fit` runs such models one step per call."""
+    return "conv" in layer.kind or any(_has_convolutions(child)
+                                       for _, child in (layer.layers or ()))
+
+
+def _chunk_bounds(first: int, steps: int, size: int, global_start: int,
+                  every: Optional[int]) -> List[int]:
+    """Where an epoch's steps ``first..steps`` are cut into calls: every ``size`` steps and at
+    each mid-epoch checkpoint (global step a multiple of ``every``)."""
+    cuts = {first, steps, *range(first - first % size + size, steps, size)}
+    if every:
+        cuts |= {j for j in range(first + 1, steps) if (global_start + j) % every == 0}
+    return sorted(cuts)
+
+
+def _check_processes(mesh, shard_params: bool, n: int, size: int) -> int:
+    """For a multi-process run: check the mesh and the shards; return this process's batch size
+    (the global ``size`` split over the processes; ``"full"`` is every process's whole shard)."""
+    from jax.experimental import multihost_utils
+
+    if mesh is None:
+        raise ValueError(f"fit: {jax.process_count()} processes train together "
+                         "(jax.distributed), so `mesh` is required: fnn.parallel.mesh().")
+    if shard_params:
+        raise ValueError("fit: `shard_params` is not supported across processes yet; the "
+                         "parameters are replicated.")
+    counts = [int(c) for c in np.ravel(multihost_utils.process_allgather(np.int32(n)))]
+    if len(set(counts)) > 1:
+        raise ValueError(f"fit: every process must pass a shard of the same number of training "
+                         f"examples (fnn.parallel.process_shard); got {counts}.")
+    return min(math.ceil(size / jax.process_count()), n)
+
+
 def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, key,
         epochs: int, batch_size=32, validation_data=None,
         early_stopping: Optional[EarlyStopping] = None, opt_state=None,
         metrics: Callable = classification_metrics, penalty: Optional[Callable] = None,
         augment: Optional[Callable] = None, hooks: Sequence[Hook] = (),
         checkpoint_path: Optional[str] = None, checkpoint_every: Optional[int] = None,
-        resume: bool = False, check_finite: bool = True, progress: bool = True,
-        log: Callable = print) -> FitResult:
+        resume: bool = False, check_finite: bool = True, steps_per_call: Optional[int] = None,
+        mesh=None, shard_params: bool = False, compute_dtype=None, loss_scale: float = 1.0,
+        progress=True, log: Callable = print) -> FitResult:
     """Train for ``epochs`` epochs of shuffled mini-batches; returns a `FitResult`.
 
     ``train_data`` (and ``validation_data``) is an ``(inputs, targets)`` pair of pytrees of
@@ -347,122 +591,206 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     learning, ``"full"`` full-batch. Every batch has the same shape: the last one is padded by
     repeating examples, with ``context.mask`` 0 for the repeats, so the step compiles once and
     padded rows count for nothing (in the loss, the metrics and the statistics of layers such
-    as BatchNorm, which read the mask).
+    as BatchNorm, which read the mask). Integer class labels are checked against the model's
+    outputs first (`check_labels`).
 
-    Epoch ``e`` shuffles with ``fold_in(key, e)`` and its batch ``i`` gets the step key
-    ``fold_in(fold_in(key, e), i)``. With ``checkpoint_path`` the run is saved atomically at the
-    end of every epoch and, with ``checkpoint_every=N``, after every N steps; ``resume=True``
-    continues from that file (restored into the structure of the given params, state and
-    optimizer state), mid-epoch if need be, and gives exactly the result of an uninterrupted run.
-    Each hook is called as ``hook(epoch, logs, train_state)`` after every epoch; entries it adds
-    to ``logs`` join the history, and returning ``True`` (exactly: not merely a truthy value)
-    stops training. ``penalty(params)`` is added to the loss (e.g. an L2 term) and
-    ``augment(key, inputs)`` transforms each training batch.
+    Epoch ``e`` shuffles with ``fold_in(key, e)`` (`fnn.data.batch_indices`) and its batch ``i``
+    gets the step key ``fold_in(fold_in(key, e), i)``. Training data up to `DEVICE_DATA_LIMIT`
+    bytes (and any data already on the device) is copied to the device once and batched there;
+    ``steps_per_call`` steps run in one compiled `lax.scan`: by default a
+    whole epoch, or a twentieth of one when a progress bar is shown, and one step per call for
+    models with convolutions (which XLA:CPU runs slowly inside a loop). The parameters, state and
+    optimizer state are donated to each call (the arrays passed in are copied first and stay
+    valid). The results do not depend on ``steps_per_call``.
 
-    A loss that becomes NaN or infinite stops training with a `TrainingDiverged` error naming
-    the epoch and the first bad batch, checked at every epoch end and before every save, so the
-    checkpoint keeps the last finite state; ``check_finite=False`` trains on regardless.
+    With ``mesh`` (`fnn.parallel.mesh()`) training is data-parallel over the mesh's ``"data"``
+    axis: each batch is split over the devices (a batch size that is not a multiple of their
+    number is padded with masked rows), the parameters, state and optimizer state replicated, or
+    with ``shard_params`` large kernels split over the ``"model"`` axis; see `fnn.parallel`.
+    Across several processes (`fnn.parallel.initialize`), each passes its own shard of the
+    training data (the same number of examples each) and the same validation data;
+    ``batch_size`` is the global batch, shared out over the processes, and process 0 writes the
+    checkpoint.
+    ``compute_dtype`` and ``loss_scale`` train in mixed precision (`make_train_step`); wrap a
+    block in `fnn.layers.remat` to recompute its activations in the backward pass instead of
+    storing them.
+
+    With ``checkpoint_path`` the run is saved atomically at the end of every epoch and, with
+    ``checkpoint_every=N``, after every N steps; ``resume=True`` continues from that file
+    (restored into the structure of the given params, state and optimizer state), mid-epoch if
+    need be, and gives exactly the result of an uninterrupted run. Each hook is called as
+    ``hook(epoch, logs, train_state)`` after every epoch; entries it adds to ``logs`` join the
+    history, and returning ``True`` (exactly: not merely a truthy value) stops training.
+    ``penalty(params)`` is added to the loss (e.g. an L2 term) and ``augment(key, inputs)``
+    transforms each training batch.
+
+    ``progress``: True shows a bar within each epoch on a terminal and, always, one line per
+    epoch (time, metrics, the early-stopping decision) through ``log``; ``"lines"`` only the
+    lines; False nothing. A loss that becomes NaN or infinite stops training with a
+    `TrainingDiverged` error naming the epoch and the first bad batch, checked at every epoch end
+    and before every save, so the checkpoint keeps the last finite state; ``check_finite=False``
+    trains on regardless.
     """
     data = as_batch(train_data, "train_data")
     val = None if validation_data is None else as_batch(validation_data, "validation_data")
     n = num_examples(data, "train_data")
-    size = resolve_batch_size("fit", batch_size, n)
+    if n == 0:
+        raise ValueError("fit: `train_data` holds no examples.")
+    processes = jax.process_count()  # several processes: ``batch_size`` is the global batch
+    size = resolve_batch_size("fit", batch_size, n * processes)
     if checkpoint_every is not None:
         checkpoint_every = check_int("fit", "checkpoint_every", checkpoint_every)
         if not checkpoint_path:
             raise ValueError("fit: `checkpoint_every` needs a `checkpoint_path` to save to.")
+    if steps_per_call is not None:
+        steps_per_call = check_int("fit", "steps_per_call", steps_per_call)
+    if mesh is not None:
+        mesh = parallel.check_mesh("fit", mesh)
     if early_stopping is not None and early_stopping.monitor.startswith("val_") and val is None:
         raise ValueError(f"fit: early stopping monitors {early_stopping.monitor!r} but no "
                          "`validation_data` was given.")
     optimizer = _check_optimizer("fit", optimizer)
-    step = make_train_step(model, loss, optimizer, metrics=metrics, penalty=penalty,
-                           augment=augment)
+    check_labels("fit: train_data", model, params, state, data)
+    if val is not None:
+        check_labels("fit: validation_data", model, params, state, val)
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     es = None if early_stopping is None else early_stopping_init(early_stopping, params, state)
     history: Dict[str, List[float]] = {}
-    first_epoch, first_batch, stopped, mean = 0, 0, False, _Mean()
+    first_epoch, first_batch, stopped = 0, 0, False
+    sums, count = None, 0.0
 
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
         like = _checkpoint_template(TrainState(params, state, opt_state), key, es)
         saved = checkpoint.load(checkpoint_path, like=like)
         params, state, opt_state = saved["params"], saved["state"], saved["opt_state"]
         key, es, done = saved["key"], saved["early_stopping"], saved["progress"]
-        history, stopped = done["history"], done["stopped"]
-        first_epoch, first_batch = done["epoch"], done["batch"]
-        mean = _Mean(done["sums"], done["count"])
+        history = {k: [float(v) for v in np.atleast_1d(values)]
+                   for k, values in done["history"].items()}
+        stopped = bool(done["stopped"])
+        first_epoch, first_batch = int(done["epoch"]), int(done["batch"])
+        sums, count = done["sums"], float(done["count"])
         where = f"epoch {first_epoch}" + (f", batch {first_batch}" if first_batch else "")
         log(f"resumed from {checkpoint_path} after {where}")
 
-    def save(epoch, batch, running: _Mean):
-        progress_record = {"epoch": epoch, "batch": batch, "sums": running.sums,
-                           "count": float(running.count), "history": history,
+    def save(epoch, batch, running_sums, running_count):
+        progress_record = {"epoch": epoch, "batch": batch, "sums": running_sums,
+                           "count": float(running_count),
+                           "history": {k: np.asarray(v, np.float64) for k, v in history.items()},
                            "stopped": stopped}
-        checkpoint.save(checkpoint_path, _checkpoint_tree(
-            TrainState(params, state, opt_state), key, es, progress_record))
+        if jax.process_index() == 0:  # one writer when several processes train together
+            checkpoint.save(checkpoint_path, _checkpoint_tree(
+                TrainState(params, state, opt_state), key, es, progress_record))
 
+    size = _check_processes(mesh, shard_params, n, size) if processes > 1 else min(size, n)
+    gather = processes == 1 and (_on_device(data) or _nbytes(data) <= DEVICE_DATA_LIMIT)
+    if gather:
+        device_data = jax.device_put(data, None if mesh is None else parallel.replicated(mesh))
+    host = None if gather else jax.tree_util.tree_map(np.asarray, data)
+    loop, zero_sums_of = _make_train_loop(model, loss, optimizer, metrics=metrics,
+                                          penalty=penalty, augment=augment, gather=gather,
+                                          mesh=mesh, compute_dtype=compute_dtype,
+                                          loss_scale=loss_scale)
     batches_per_epoch = math.ceil(n / size)
+    report = _Report(progress, epochs, batches_per_epoch, log)
+    if steps_per_call is None:
+        steps_per_call = (1 if _has_convolutions(model) else
+                          max(1, math.ceil(batches_per_epoch / 20)) if report.bar_wanted
+                          else batches_per_epoch)
+    if not gather:
+        per_step = max(1, _nbytes(data) * size // n)
+        steps_per_call = max(1, min(steps_per_call, HOST_CHUNK_BYTES // per_step))
+
+    carry = _fresh_copy((params, state, opt_state))
+    if mesh is not None:
+        carry = parallel.place(carry, (
+            parallel.param_sharding(params, mesh, shard_params=shard_params),
+            parallel.replicated(mesh), parallel.replicated(mesh)))
+
+    def plan(epoch_key):
+        """The epoch's padded batches as indices (S, B) and masks, split evenly over a mesh."""
+        index, mask = batch_indices(n, size, key=epoch_key)
+        columns = index.shape[1]
+        extra = 0 if mesh is None else (
+            parallel.padded_batch_size(columns * processes, mesh) // processes - columns)
+        if extra:
+            index = np.concatenate([index, np.repeat(index[:, :1], extra, axis=1)], axis=1)
+            mask = np.concatenate([mask, np.zeros((len(mask), extra), mask.dtype)], axis=1)
+        return index, mask
+
+    zero_sums = None
     remaining = 0 if stopped else max(epochs - first_epoch, 0)
-    bar = progress_bar(remaining * batches_per_epoch - first_batch, "train", progress,
-                       unit="batch")
     for epoch in range(first_epoch, first_epoch + remaining):
         epoch_key = jax.random.fold_in(key, epoch)
-        if bar is not None:
-            bar.set_description(f"epoch {epoch + 1}/{epochs}")
-        step_losses = []  # device scalars: read only if the epoch's loss is not finite
-        for i, (batch, mask) in enumerate(
-                batches(data, size, key=epoch_key, pad=True, skip=first_batch), first_batch):
-            batch = _padded(batch, mask)
-            params, state, opt_state, batch_metrics = step(
-                params, state, opt_state, batch, jax.random.fold_in(epoch_key, i))
-            mean.add(batch_metrics, float(np.sum(batch.mask)))
-            step_losses.append(batch_metrics["loss"])
-            if bar is not None:
-                bar.update(1)
-                if i % 20 == 0:  # fetching the running means syncs with the device: not every step
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in mean.result().items()},
-                                    refresh=False)
-            global_step = epoch * batches_per_epoch + i + 1
-            if checkpoint_every and global_step % checkpoint_every == 0 \
-                    and i + 1 < batches_per_epoch:  # the epoch's end is saved below
+        index, mask = plan(epoch_key)
+        report.start_epoch(epoch, first_batch)
+        chunk_losses = []  # device arrays: read only if the epoch's loss is not finite
+        bounds = _chunk_bounds(first_batch, batches_per_epoch, steps_per_call,
+                               epoch * batches_per_epoch, checkpoint_every)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            steps = np.arange(a, b, dtype=np.int32)
+            rows = index[a:b] if gather else jax.tree_util.tree_map(lambda x: x[index[a:b]], host)
+            xs = (rows, mask[a:b], steps)
+            if processes > 1:  # this process's rows of the global batches
+                xs = parallel.global_steps(xs, mesh)
+            if zero_sums is None:
+                zero_sums = zero_sums_of(carry, device_data if gather else None, xs, epoch_key)
+            running = _fresh_copy(zero_sums if sums is None else dict(sums))
+            (params, state, opt_state, sums, count_array), step_losses = loop(
+                (*carry, running, jnp.asarray(count, jnp.float32)),
+                device_data if gather else None, xs, epoch_key)
+            carry = (params, state, opt_state)
+            count = count_array
+            chunk_losses.append(step_losses)
+            report.advance(b - a, lambda: {k: float(v) / float(count) for k, v in sums.items()})
+            if checkpoint_every and b < batches_per_epoch \
+                    and (epoch * batches_per_epoch + b) % checkpoint_every == 0:
                 if check_finite:
-                    _check_finite(mean, step_losses, epoch, first_batch, batches_per_epoch,
+                    _check_finite(sums, chunk_losses, epoch, first_batch, batches_per_epoch,
                                   checkpoint_path)
-                save(epoch, i + 1, mean)
+                save(epoch, b, sums, count)
+                carry = (params, state, opt_state)
         if check_finite:
-            _check_finite(mean, step_losses, epoch, first_batch, batches_per_epoch,
+            _check_finite(sums, chunk_losses, epoch, first_batch, batches_per_epoch,
                           checkpoint_path)
         first_batch = 0
-        logs, mean = mean.result(), _Mean()
+        real = float(count)
+        logs = {k: float(v) / real for k, v in sums.items()}
+        sums, count = None, 0.0
         if val is not None:
-            val_logs = evaluate(model, params, state, val, loss=loss, batch_size=max(size, 256),
-                                metrics=metrics)
+            val_logs = _evaluate(model, params, state, val, loss=loss,
+                                 batch_size=max(size, 256), metrics=metrics)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         train_state = TrainState(params, state, opt_state)
         stop_requested = any([hook(epoch, logs, train_state) is True for hook in hooks])
         for k, v in logs.items():  # after the hooks, which may add entries of their own
             history.setdefault(k, []).append(v)
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-        elif progress:
-            log(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in logs.items()))
 
+        note = ""
         if es is not None:
             if early_stopping.monitor not in logs:
                 raise ValueError(f"fit: early stopping monitors {early_stopping.monitor!r}, "
                                  f"which is not among the logged metrics {sorted(logs)}.")
             es, stopped = early_stopping_update(early_stopping, es, logs[early_stopping.monitor],
                                                 epoch, params, state)
+            note = (f"{early_stopping.monitor} improved" if es.wait == 0 else
+                    f"{early_stopping.monitor} did not improve for {es.wait} of "
+                    f"{early_stopping.patience} epochs")
+        report.end_epoch(epoch, logs, note)
         stopped = stopped or stop_requested
         if checkpoint_path:
-            save(epoch + 1, 0, mean)
+            save(epoch + 1, 0, None, 0.0)
         if stopped:
             break
-    if bar is not None:
-        bar.close()
-    if stopped and progress:
-        log(f"stopped early after epoch {len(history['loss'])}")
+        if hooks or es is not None:  # they may hold these arrays; the next call donates its own
+            carry = _fresh_copy(carry)
 
     best_epoch = None if es is None or es.best_epoch < 0 else es.best_epoch + 1
+    if stopped:
+        why = (f"{early_stopping.monitor} did not improve for {early_stopping.patience} epochs"
+               if es is not None and es.wait >= early_stopping.patience else "a hook asked to stop")
+        report.say(f"stopped early after epoch {len(history['loss'])}: {why}")
     if best_epoch is not None and early_stopping.restore_best:
         params, state = es.best_params, es.best_state
+        report.say(f"restored the weights of epoch {best_epoch}, the best {early_stopping.monitor} "
+                   f"({es.best:.4f})")
     return FitResult(params, state, opt_state, history, stopped, best_epoch)

@@ -1,15 +1,15 @@
 """Autoencoders (fnn/models/autoencoders.py): structure and shapes, the denoising corruption in
-train mode only, the code-binarity measure."""
+train mode only, the convolutional autoencoder's layout, the code-binarity measure."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.core import LayerError
+from fnn.core import LayerError, init_shapes
 from fnn.layers import MaskingNoise
 from fnn.models import (
     decode, decoder_of, dense_autoencoder, denoising_autoencoder, encode, encoder_of, mlp)
-from fnn.models.autoencoders import code_binarity
+from fnn.models.autoencoders import code_binarity, conv_autoencoder
 
 KEY = jax.random.PRNGKey(0)
 # one set of layer sizes for every model here: eager init and apply then compile each op once
@@ -70,3 +70,33 @@ def test_code_binarity_measures_the_distance_to_zero_or_one():
 
 # The 8-3-8 encoder problem learned to 100 %: tests/test_experiment_autoencoders.py (one run
 # serves both the experiment's smoke test and the learning test).
+
+
+def test_conv_autoencoder_halves_down_to_the_code_and_doubles_back():
+    """(8, 8) images, filters [2, 4]: 8×8×1 → 4×4×2 → 2×2×4 → code 3 → 2×2×4 → 4×4×2 → 8×8×1.
+    Shapes from `init_shapes` (nothing computed), one jitted apply."""
+    model = conv_autoencoder((8, 8), [2, 4], 3)
+    shape, params, state = init_shapes(model, (None, 8, 8))
+    assert shape == (None, 8, 8)
+    enc, dec = params["encoder"], params["decoder"]
+    assert [enc[k]["w"].shape for k in ("conv2d_0", "conv2d_1", "dense_0")] == [
+        (3, 3, 1, 2), (3, 3, 2, 4), (16, 3)]
+    assert [dec[k]["w"].shape for k in ("dense_0", "conv2d_transpose_0", "conv2d_transpose_1")] \
+        == [(3, 16), (3, 3, 4, 2), (3, 3, 2, 1)]
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map(lambda a: rng.normal(size=a.shape).astype(np.float32), params)
+
+    @jax.jit
+    def run(p, x_):
+        codes = encode(model, p, state, x_)
+        return model.apply(p, state, x_)[0], codes, decode(model, p, state, codes)
+    y, codes, decoded = run(params, rng.uniform(size=(2, 8, 8)).astype(np.float32))
+    assert y.shape == (2, 8, 8) and codes.shape == (2, 3)
+    np.testing.assert_allclose(decoded, y, rtol=1e-5, atol=1e-5)
+    out, _, _ = init_shapes(conv_autoencoder((8, 4, 3), [5], 2), (None, 8, 4, 3))
+    assert out == (None, 8, 4, 3)  # colour images keep their channels
+    with pytest.raises(ValueError, match=r"conv_autoencoder: 3 stride-2 convolutions need H and W "
+                                         r"divisible by 8; got 28×28"):
+        conv_autoencoder((28, 28), [4, 8, 16], 10)
+    with pytest.raises(ValueError, match=r"conv_autoencoder: `input_shape` must be \(H, W\) or"):
+        conv_autoencoder((8, 8, 1, 1), [2], 3)

@@ -87,7 +87,7 @@ def test_file_is_readable_with_plain_numpy(tmp_path):
         assert contents["['opt_state'][0].step"] == 7
         np.testing.assert_array_equal(contents["['typed_keys']"], jax.random.key_data(tree["typed_keys"]))
         assert contents["['params']['half']"].dtype == np.uint16  # bfloat16 bits
-        description = json.loads(str(contents[checkpoint.DESCRIPTION_ENTRY]))
+        description = checkpoint.read_description(contents[checkpoint.DESCRIPTION_ENTRY])
     assert description["format"] == "fnn.checkpoint" and description["version"] == checkpoint.FORMAT_VERSION
 
 
@@ -210,7 +210,7 @@ def test_like_mismatch_names_the_path_and_prints_both_structures(tmp_path, templ
 def saved(tmp_path):
     """A good checkpoint whose weights are a recognizable byte pattern."""
     path = tmp_path / "state.npz"
-    checkpoint.save(path, {"w": np.full(64, 0x5A5A5A5A, np.uint32), "step": 3})
+    checkpoint.save(path, {"w": np.full(64, 0x5A5A5A5A, np.uint32), "step": np.int64(3)})
     return path
 
 
@@ -248,9 +248,9 @@ def rewrite(path, edit_description=lambda description: None, drop=(), add=None):
     """Rewrite a checkpoint's npz with its JSON description edited, entries dropped or added."""
     with np.load(path) as contents:
         arrays = {name: contents[name] for name in contents.files if name not in drop}
-    description = json.loads(str(arrays[checkpoint.DESCRIPTION_ENTRY]))
+    description = checkpoint.read_description(arrays[checkpoint.DESCRIPTION_ENTRY])
     edit_description(description)
-    arrays[checkpoint.DESCRIPTION_ENTRY] = np.array(json.dumps(description))
+    arrays[checkpoint.DESCRIPTION_ENTRY] = np.frombuffer(json.dumps(description).encode(), np.uint8)
     np.savez(path, **arrays, **(add or {}))
 
 
@@ -276,7 +276,7 @@ def test_malformed_description_and_newer_version(saved):
     with pytest.raises(checkpoint.CheckpointError, match=r"state.npz has a malformed structure description \(KeyError"):
         checkpoint.load(saved)
     rewrite(saved, lambda description: description.update(version=99))
-    with pytest.raises(checkpoint.CheckpointError, match=r"format version 99; this fnn reads up to version 1"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"format version 99; this fnn reads up to version 2"):
         checkpoint.load(saved)
 
 
@@ -328,7 +328,7 @@ def test_save_rejects_what_it_cannot_restore(tmp_path, tree, error, message):
 
 def test_like_with_an_unsupported_leaf(saved):
     with pytest.raises(TypeError, match=r"load: unsupported str at \['w'\] of like; .*jax.ShapeDtypeStruct"):
-        checkpoint.load(saved, like={"w": "weights", "step": 0})
+        checkpoint.load(saved, like={"w": "weights", "step": np.int64(0)})
 
 
 def test_step_path_and_latest(tmp_path):
@@ -339,3 +339,52 @@ def test_step_path_and_latest(tmp_path):
     assert checkpoint.step_path(tmp_path, 120).name == "step_000000120.npz"
     assert checkpoint.latest(tmp_path) == checkpoint.step_path(tmp_path, 120)
     assert checkpoint.load(checkpoint.latest(tmp_path)) == {"step": 120}
+
+
+# --- format versions and size -----------------------------------------------------------------
+
+# A version 1 file as fnn wrote it before 2026-11-29 (the description as a UTF-32 string, an entry
+# per Python scalar, each leaf record naming its entry): it must keep loading.
+V1_DESCRIPTION = (
+    '{"format": "fnn.checkpoint", "version": 1, "tree": {"node": "dict", "keys": ["run", "progress"], '
+    '"children": [{"node": "namedtuple", "class": "fnn.train:TrainState", "fields": ["params", "state", '
+    '"opt_state"], "children": [{"node": "dict", "keys": ["w"], "children": [{"leaf": "numpy", "dtype": '
+    '"float32", "shape": [2, 3], "entry": "[\'run\'].params[\'w\']"}]}, {"node": "dict", "keys": [], '
+    '"children": []}, {"node": "tuple", "children": [{"leaf": "jax", "dtype": "int32", "shape": [], '
+    '"entry": "[\'run\'].opt_state[0]"}, {"node": "none"}]}]}, {"node": "dict", "keys": ["epoch", "loss", '
+    '"done"], "children": [{"leaf": "python", "dtype": "int", "shape": [], "entry": "[\'progress\'][\'epoch\']"}, '
+    '{"node": "list", "children": [{"leaf": "python", "dtype": "float", "shape": [], "entry": '
+    '"[\'progress\'][\'loss\'][0]"}, {"leaf": "python", "dtype": "float", "shape": [], "entry": '
+    '"[\'progress\'][\'loss\'][1]"}]}, {"leaf": "python", "dtype": "bool", "shape": [], "entry": '
+    '"[\'progress\'][\'done\']"}]}]}}')
+
+
+def test_version_1_files_still_load(tmp_path):
+    from fnn.train import TrainState
+    np.savez(tmp_path / "v1.npz", **{
+        "['run'].params['w']": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "['run'].opt_state[0]": np.array(7, np.int32), "['progress']['epoch']": np.array(2),
+        "['progress']['loss'][0]": np.array(0.5), "['progress']['loss'][1]": np.array(np.nan),
+        "['progress']['done']": np.array(True), checkpoint.DESCRIPTION_ENTRY: np.array(V1_DESCRIPTION)})
+    expected = {"run": TrainState({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, {},
+                                  (jnp.array(7, jnp.int32), None)),
+                "progress": {"epoch": 2, "loss": [0.5, math.nan], "done": True}}
+    assert_same_tree(checkpoint.load(tmp_path / "v1.npz"), expected)
+
+
+def test_python_scalars_are_inline_and_the_description_is_compact(tmp_path):
+    """A record of many numbers adds no entries, and the structure costs about 1 byte per
+    character of compact JSON (version 1: 4 bytes per character, 300 bytes of zip per number)."""
+    history = {"loss": [0.1 * i for i in range(200)] + [math.inf, -math.inf, math.nan],
+               "epoch": list(range(203)), "stopped": [True, False]}
+    w = np.ones((64, 64), np.float32)
+    path = checkpoint.save(tmp_path / "state.npz", {"w": w, "history": history})
+    with np.load(path) as contents:
+        assert sorted(contents.files) == sorted(["['w']", checkpoint.DESCRIPTION_ENTRY])
+        stored = contents[checkpoint.DESCRIPTION_ENTRY]
+        assert stored.dtype == np.uint8
+        text = stored.tobytes().decode()
+    assert json.loads(text)["tree"]["children"][1]["children"][0]["children"][-1]["value"] == "nan"
+    assert_same_tree(checkpoint.load(path)["history"], history)
+    assert path.stat().st_size < w.nbytes + len(text) + 1000
+    assert len(text) < 120 * (200 + 203 + 2 + 1)  # about 60 characters per number

@@ -116,3 +116,81 @@ def test_a_required_key_is_named_and_to_dict_round_trips():
         from_dict({}, Case)
     config = from_dict({"optimizer": {"name": "sgd", "momentum": 0.9}})
     assert from_dict(config_lib.to_dict(config)) == config  # early_stopping None included
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"config file .*c.toml is empty; a run config needs the tables \[data\], \[model\]"),
+    ("# only a comment\nname = 'x'\n", r"c.toml has no \[data\] and no \[model\]; a run config"),
+    ("[data]\ndataset = 'xor'\n", r"c.toml has no \[model\]; a run config needs the tables"),
+    ("[model]\nhidden = [4]\n", r"c.toml has no \[data\]; a run config needs the tables"),
+])
+def test_a_run_config_must_name_its_data_and_model(tmp_path, text, message):
+    """An empty file used to mean a default MNIST run."""
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text("[data]\n[model]\n")  # empty tables: defaults, but said
+    assert config_lib.load(tmp_path / "c.toml") == Config()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("train.epochs=5", {"train": {"epochs": 5}}),
+    ("optimizer.learning_rate = 1e-3", {"optimizer": {"learning_rate": 0.001}}),
+    ("model.hidden=[64, 32]", {"model": {"hidden": [64, 32]}}),
+    ("optimizer.name=adam", {"optimizer": {"name": "adam"}}),  # a bare word is a string
+    ('name="my run"', {"name": "my run"}),
+    ("early_stopping.restore_best=false", {"early_stopping": {"restore_best": False}}),
+])
+def test_set_overrides_are_toml_values(text, expected):
+    assert config_lib.parse_override(text) == expected
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["train.epochs"], "--set expects KEY=VALUE with a dotted config key"),
+    (["=5"], "--set expects KEY=VALUE"),
+    (["train..epochs=5"], "--set expects KEY=VALUE"),
+    (["train.epoch=5"], "unknown config key `train.epoch`; expected one of: train.epochs"),
+    (["train.epochs=ten"], r"config key `train.epochs` must be int; got 'ten' \(str\)"),
+    (["train.epochs=5", "model.hiden=[3]"], "unknown config key `model.hiden`"),
+])
+def test_set_overrides_are_checked_like_the_file(tmp_path, texts, message):
+    path = tmp_path / "c.toml"
+    path.write_text("[data]\ndataset = 'xor'\n[model]\nhidden = [4]\n")
+    with pytest.raises(ConfigError, match=message):  # as `fnn run` checks a config
+        check(config_lib.load(path, overrides=config_lib.parse_overrides(texts)))
+
+
+def test_overrides_merge_and_the_later_wins(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[data]\ndataset = 'xor'\n[model]\nhidden = [4]\n[train]\nepochs = 3\n")
+    config = config_lib.load(path, overrides=config_lib.parse_overrides(
+        ["train.epochs=5", "train.batch_size=8", "train.epochs=7", "data.data_dir=/d"]))
+    assert (config.train.epochs, config.train.batch_size, config.model.hidden) == (7, 8, [4])
+    assert config.data.data_dir == "/d"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_to_toml_reads_back_to_the_same_config(tmp_path, path):
+    config = config_lib.load(path)
+    text = config_lib.to_toml(config, "written\nby a test")
+    assert text.startswith("# written\n# by a test\n")
+    (tmp_path / "c.toml").write_text(text)
+    assert config_lib.load(tmp_path / "c.toml") == config
+    assert config_lib.flat(config)["data.dataset"] == config.data.dataset
+
+
+def test_to_toml_writes_options_layers_and_odd_values(tmp_path):
+    config = from_dict({"data": {"noise": float("inf")}, "optimizer": {"momentum": 0.9},
+                        "model": {"kind": "layers", "layers": [
+                            {"type": "conv2d", "features": 4, "kernel_size": [3, 3],
+                             "padding": "same"}, {"type": "flatten"}]},
+                        "name": 'quote " and ü'})
+    (tmp_path / "c.toml").write_text(config_lib.to_toml(config))
+    assert config_lib.load(tmp_path / "c.toml") == config
+    # a builder option named like a field of [model] stays in [model.options]
+    config = from_dict({"data": {}, "model": {"kind": "lenet5", "depth": 2,
+                                              "options": {"activation": "tanh"}}})
+    text = config_lib.to_toml(config)
+    assert "depth = 2\n" in text and '[model.options]\nactivation = "tanh"' in text
+    (tmp_path / "c.toml").write_text(text)
+    assert config_lib.load(tmp_path / "c.toml") == config

@@ -1,5 +1,6 @@
 """experiments/autoencoders.py on a tiny run (8-3-8 for 600 steps, 64 fake images): the 8-3-8
-encoder problem learned to 100 %, the run folder, its JSON and the config checks."""
+encoder problem learned to 100 %, the dense, denoising and convolutional parts, the run folder,
+its JSON and the config checks."""
 import importlib.util
 import json
 import sys
@@ -28,7 +29,8 @@ def test_tiny_run_learns_8_3_8_and_writes_codes_errors_and_plots(tmp_path):
     cfg = from_dict({"encoder_838": {"seeds": 1, "steps": 600, "learning_rate": 0.1},
                      "mnist": {"hidden": [8], "code_sizes": [2], "epochs": 1, "batch_size": 32,
                                "shown": 3},
-                     "denoising": {"code_size": 2, "noises": ["masking"], "levels": [0.3]}},
+                     "denoising": {"code_size": 2, "noises": ["masking"], "levels": [0.3]},
+                     "conv": {"filters": [2], "code_sizes": [2]}},
                     study.AutoencoderConfig)
     data = {"train": fake_digits(64, 0), "test": fake_digits(16, 1)}
     report = study.run(cfg, tmp_path, progress=False, data=data, log=lambda *a: None)
@@ -45,8 +47,12 @@ def test_tiny_run_learns_8_3_8_and_writes_codes_errors_and_plots(tmp_path):
     assert 0 < errors["mse_per_pixel"] < 1 and len(errors["train_loss"]) == 1
     denoising = saved["denoising"]["masking 0.3"]
     assert set(denoising) >= {"noisy_input_mse_per_pixel", "plain", "denoising"}
+    conv = saved["conv"]["by_code_size"]["2"]  # beside the dense autoencoder of code 2
+    assert saved["conv"]["filters"] == [2] and 0 < conv["mse_per_pixel"] < 1
+    assert set(conv["dense_same_code"]) == {"mse_per_pixel", "bce_per_image"}
     if study.plots_available():
-        for name in ("reconstructions", "reconstruction_error", "denoising"):
+        for name in ("reconstructions", "reconstruction_error", "denoising",
+                     "conv_reconstructions"):
             assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
 
 
@@ -54,6 +60,9 @@ def test_config_checks_name_the_key(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[denoising]\nnoises = ["masking", "salt"]\nlevels = [0.1, 0.2]\n')
     with pytest.raises(ConfigError, match=r"`denoising\.noises\[1\]` must be one of"):
+        study.load_config(path)
+    path.write_text("[conv]\nfilters = [4, 8, 16]\n")
+    with pytest.raises(ConfigError, match=r"`conv\.filters` lists 3 stride-2 convolutions"):
         study.load_config(path)
     quick = study.load_config(ROOT / "configs" / "autoencoders.toml", quick=True)
     assert quick.mnist.epochs == 1 and study.load_config(

@@ -16,7 +16,7 @@ from fnn.data.idx import CorruptFileError, decode_idx, encode_idx, read_idx
 from fnn.data.mnist import as_float, load_mnist
 from fnn.data.scaling import (Affine, Scaler, fit_mean_norm, fit_minmax, fit_standardize,
                               rescale, unit_norm, unscale)
-from fnn.data.splits import batches, num_examples, resolve_batch_size, split, split_indices, take
+from fnn.data.splits import batch_indices, batches, num_examples, resolve_batch_size, split, split_indices, take
 from fnn.data.synthetic import circles, gaussians, spiral, xor
 
 __all__ = [
@@ -27,6 +27,6 @@ __all__ = [
     "load_mnist", "as_float",
     "Affine", "Scaler", "fit_minmax", "fit_mean_norm", "fit_standardize", "rescale", "unscale",
     "unit_norm",
-    "split_indices", "split", "batches", "num_examples", "resolve_batch_size", "take",
+    "split_indices", "split", "batch_indices", "batches", "num_examples", "resolve_batch_size", "take",
     "spiral", "circles", "xor", "gaussians",
 ]

@@ -7,7 +7,7 @@ keys, so the same key always gives the same split or batch order.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -86,29 +86,46 @@ def batches(data, batch_size, *, key=None, drop_last: bool = False, pad: bool = 
     leaves, treedef = _leaves(data, "batches")
     n = len(leaves[0])
     batch_size = resolve_batch_size("batches", batch_size, n)
-    if pad:  # a padded batch larger than the data would only hold repeats
-        batch_size = max(min(batch_size, n), 1)
     skip = check_int("batches", "skip", skip, minimum=0)
+    if pad:
+        index, mask = batch_indices(n, batch_size, key=key, skip=skip)
+        if drop_last:
+            index, mask = index[mask.all(axis=1)], mask[mask.all(axis=1)]
+        return ((treedef.unflatten([leaf[rows] for leaf in leaves]), rows_mask)
+                for rows, rows_mask in zip(index, mask))
     order = None if key is None else _permutation(key, n)
     stop = n - n % batch_size if drop_last else n
 
     def generate():
         for start in range(skip * batch_size, stop, batch_size):
             index = np.arange(start, min(start + batch_size, n))
-            real = len(index)
-            if pad:
-                index = np.resize(index, batch_size)  # repeats the batch's own examples
             if order is not None:
                 index = order[index]
-            batch = treedef.unflatten([leaf[index] for leaf in leaves])
-            if pad:
-                mask = np.zeros(batch_size, np.float32)
-                mask[:real] = 1.0
-                yield batch, mask
-            else:
-                yield batch
+            yield treedef.unflatten([leaf[index] for leaf in leaves])
 
     return generate()
+
+
+def batch_indices(n: int, batch_size, *, key=None, skip: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """One pass over ``n`` examples in padded batches, as example indices: ``(index, mask)``,
+    both of shape (S, B) with S = ceil(n / B) − ``skip`` and B = min(``batch_size``, n).
+
+    Row s holds the examples ``order[s·B : (s+1)·B]`` (``order`` = ``jax.random.permutation(key,
+    n)``, or ``arange(n)`` without a key); the last row is completed by repeating its own
+    examples, with ``mask`` 0 for the repeats and 1 elsewhere. `batches` with ``pad=True``
+    yields exactly these rows, and `fnn.fit` gathers them from data kept on the device.
+    """
+    batch_size = resolve_batch_size("batch_indices", batch_size, n)
+    batch_size = max(min(batch_size, n), 1)  # a padded batch larger than the data holds only repeats
+    skip = check_int("batch_indices", "skip", skip, minimum=0)
+    starts = np.arange(skip * batch_size, n, batch_size, dtype=np.int64)
+    real = np.minimum(batch_size, n - starts)
+    columns = np.arange(batch_size, dtype=np.int64)
+    index = starts[:, None] + columns[None, :] % np.maximum(real, 1)[:, None]
+    mask = (columns[None, :] < real[:, None]).astype(np.float32)
+    if key is not None:
+        index = _permutation(key, n)[index]
+    return index, mask
 
 
 def resolve_batch_size(where: str, batch_size, n: int) -> int:

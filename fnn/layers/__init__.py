@@ -2,7 +2,8 @@
 from fnn.layers.activations import (
     ELU, Activation, Arctan, BinaryStep, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU, Sigmoid,
     Softmax, Softplus, Tanh)
-from fnn.layers.combinators import Add, Concatenate, Lambda, branch, parallel, residual, serial
+from fnn.layers.combinators import (
+    Add, Concatenate, Lambda, branch, parallel, remat, residual, serial)
 from fnn.layers.dense import Dense, Flatten, Maxout
 from fnn.layers.dropout import DropConnect, Dropout
 from fnn.layers.embedding import Embedding, OneHot
@@ -19,7 +20,7 @@ from fnn.layers.recurrent import (
 __all__ = [
     "Activation", "Add", "Arctan", "BinaryStep", "Concatenate", "Dense", "DropConnect", "Dropout",
     "ELU", "Flatten", "Identity", "Lambda", "LeakyReLU", "LogSoftmax", "Maxout", "PReLU", "ReLU",
-    "Sigmoid", "Softmax", "Softplus", "Tanh", "branch", "parallel", "residual", "serial",
+    "Sigmoid", "Softmax", "Softplus", "Tanh", "branch", "parallel", "remat", "residual", "serial",
 ]
 __all__ += ["GaussianNoise", "GaussianSample", "MaskingNoise", "reparameterize"]
 __all__ += ["Conv1D", "Conv2D", "Conv2DTranspose", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",

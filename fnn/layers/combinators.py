@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 from typing import Callable, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 
 from fnn.core import (
@@ -242,5 +243,27 @@ def residual(*layers: LayerLike, shortcut: Layer | None = None, name: str = "res
     return Layer(init, apply, name, "residual", named)
 
 
-__all__ = ["serial", "parallel", "branch", "residual", "Lambda", "Concatenate", "Add",
+def remat(layer: LayerLike, *, name: str | None = None) -> Layer:
+    """``layer`` rematerialized in training: its activations are not kept for the backward
+    pass but recomputed from its input (`jax.checkpoint`), trading compute for memory. Same
+    parameters (the child's own, not nested), outputs and gradients as ``layer``; in eval mode
+    it is ``layer`` itself. Child ``layer``.
+    """
+    (_, child), = name_children([layer], "remat")
+    name = name or f"remat({child.name})"
+
+    def init(key, input_shape):
+        return init_child("layer", child, key, input_shape)
+
+    def apply(params, state, x, *, key=None, train=False, context=None):
+        def run(params, state, x, key, context):
+            return apply_child("layer", child, params, state, x, key=key, train=train,
+                               context=context)
+
+        return (jax.checkpoint(run) if train else run)(params, state, x, key, context)
+
+    return Layer(init, apply, name, "remat", (("layer", child),))
+
+
+__all__ = ["serial", "parallel", "branch", "residual", "remat", "Lambda", "Concatenate", "Add",
            "name_children"]

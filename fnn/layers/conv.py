@@ -20,11 +20,22 @@ spatial axis, each an int or a ``(lo, hi)`` pair: ``(1, 2)`` pads a 2-D input by
 columns on each side, ``((1, 0), (2, 1))`` by rows 1 above, 0 below and columns 2 left, 1
 right; a 1-D layer also takes one ``(lo, hi)`` pair.
 
+Lowering (how the correlation is computed; the result is the same up to float rounding):
+``"xla"`` is one `jax.lax.conv_general_dilated`; ``"patches"`` gathers the patches with strided
+slices into a matrix ``P`` of shape ``(K·K'·C, N·Q·Q')`` (channels first) and computes
+``yᵀ = wᵀ P`` as one matrix product ``(F, K·K'·C) × (K·K'·C, N·Q·Q')`` (im2col). XLA:CPU's
+convolution is slow for few input channels (LeNet-5's first layer has one), the patch product
+is fast there, and its gradients (slices transpose to pads, the product to two products) are too.
+``"auto"`` (the default) takes ``"patches"`` for ungrouped convolutions with at most
+`PATCHES_MAX_CHANNELS` input channels, else ``"xla"`` (measured in ``benchmarks/lenet5.py``).
+
 The helpers `spatial_tuple`, `padding_pairs` and `window_output_size` are shared with
 `fnn.layers.pooling`.
 """
 from __future__ import annotations
 
+import itertools
+import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
 
@@ -162,11 +173,72 @@ def _describe(kernel, strides, padding, dilation, groups=1):
     return ", ".join(parts)
 
 
+# ----------------------------------------------------------------------------- lowerings
+
+LOWERINGS = ("auto", "xla", "patches")
+# "auto" uses patches up to this many input channels (ungrouped). Measured on 2 CPU cores
+# (benchmarks/README.md): in isolation the patches are 3.3× faster than XLA for C = 1, 1.1×
+# for C = 2…4; inside LeNet-5's step, patches for C1 (C = 1) make the step faster but for C3
+# (C = 6) clearly slower.
+PATCHES_MAX_CHANNELS = 3
+
+
+def check_lowering(where: str, lowering: str, choices: Sequence[str] = LOWERINGS) -> str:
+    """``lowering`` if it is one of ``choices``, else a ValueError naming ``where``."""
+    if lowering not in choices:
+        raise ValueError(f"{where}: `lowering` must be one of {', '.join(map(repr, choices))}; "
+                         f"got {lowering!r}.")
+    return lowering
+
+
+def conv_lowering(lowering: str, channels: int, groups: int) -> str:
+    """The lowering ``"auto"`` stands for: ``"patches"`` for an ungrouped convolution of at most
+    `PATCHES_MAX_CHANNELS` input channels, ``"xla"`` otherwise; an explicit choice is kept
+    (``"patches"`` needs ``groups = 1``)."""
+    if lowering == "auto":
+        return "patches" if groups == 1 and channels <= PATCHES_MAX_CHANNELS else "xla"
+    return lowering
+
+
+def conv_xla(x, w, strides, pads, dilation, groups: int = 1):
+    """The correlation of x (N, *spatial, C) with w (*kernel, C/groups, F) (explicit ``(lo, hi)``
+    pads) as one `jax.lax.conv_general_dilated`: y (N, *out, F)."""
+    ndim = x.ndim - 2
+    return jax.lax.conv_general_dilated(
+        x, w, window_strides=strides, padding=pads, rhs_dilation=dilation,
+        dimension_numbers=_DIMENSION_NUMBERS[ndim], feature_group_count=groups)
+
+
+def conv_patches(x, w, strides, pads, dilation):
+    """The same correlation as `conv_xla` (groups 1) as one matrix product over patches.
+
+    With ``x_pad`` the padded input moved to channels first, (C, N, *spatial), each kernel
+    offset ``k`` gives the strided slice ``x_pad[:, :, k·d : k·d + (Q − 1)·S + 1 : S]``
+    (C, N, *out); stacked over the offsets (row-major, as ``w`` is laid out) and reshaped, they
+    are ``P`` (K·C, N·Q) with K = K·K'… and Q = Q·Q'…, and
+
+        yᵀ = w.reshape(K·C, F)ᵀ · P   (F, N·Q), moved back to (N, *out, F).
+    """
+    ndim = x.ndim - 2
+    kernel, (channels, features) = w.shape[:ndim], w.shape[ndim:]
+    xt = jnp.pad(jnp.moveaxis(x, -1, 0), ((0, 0), (0, 0)) + tuple(pads))
+    out = tuple((xt.shape[2 + a] - dilation[a] * (kernel[a] - 1) - 1) // strides[a] + 1
+                for a in range(ndim))
+    cols = [xt[(slice(None), slice(None)) + tuple(
+                slice(o * d, o * d + (q - 1) * s + 1, s)
+                for o, d, q, s in zip(offsets, dilation, out, strides))]
+            for offsets in itertools.product(*map(range, kernel))]
+    patches = jnp.stack(cols, 0).reshape(math.prod(kernel) * channels,
+                                         x.shape[0] * math.prod(out))
+    y_t = jnp.matmul(w.reshape(-1, features).T, patches)
+    return jnp.moveaxis(y_t.reshape((features, x.shape[0]) + out), 0, -1)
+
+
 # ----------------------------------------------------------------------------- convolutions
 
 def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, dilation,
           groups, depth_multiplier, use_bias, flip_kernel, w_init, b_init, dtype, name: str,
-          kind: str) -> Layer:
+          kind: str, lowering: str = "auto") -> Layer:
     """The convolution behind every layer here. ``depth_multiplier`` set means depthwise:
     ``groups = C`` and ``F = C · depth_multiplier``, both known only at init."""
     kernel = spatial_tuple(name, "kernel_size", kernel_size, ndim)
@@ -189,6 +261,9 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
             raise LayerError(name, f"splits its channels into groups={n_groups}; the input's "
                                    f"{channels} channels and the {n_out} filters must both be "
                                    f"divisible by it.")
+        if lowering == "patches" and n_groups != 1:
+            raise LayerError(name, f"uses lowering='patches', which needs groups=1; it has "
+                                   f"groups={n_groups}.")
         pads = padding_pairs(padding, input_shape[1:-1], window, strides)
         out = check_windows(name, input_shape, window, strides, pads)
         w_key, b_key = jax.random.split(key)
@@ -204,9 +279,10 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
         pads = padding_pairs(padding, x.shape[1:-1], window, strides)
         if flip_kernel:
             w = _flip(w, ndim)
-        y = jax.lax.conv_general_dilated(
-            x, w.astype(x.dtype), window_strides=strides, padding=pads, rhs_dilation=dilation,
-            dimension_numbers=_DIMENSION_NUMBERS[ndim], feature_group_count=n_groups)
+        if conv_lowering(lowering, x.shape[-1], n_groups) == "patches":
+            y = conv_patches(x, w.astype(x.dtype), strides, pads, dilation)
+        else:
+            y = conv_xla(x, w.astype(x.dtype), strides, pads, dilation, n_groups)
         if use_bias:
             y = _add_bias(y, params["b"])
         return y, state
@@ -215,8 +291,9 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
 
 
 def _conv_layer(ndim: int, features: int, kernel_size, strides, padding, dilation, groups,
-                use_bias, flip_kernel, w_init, b_init, dtype) -> Layer:
+                use_bias, flip_kernel, w_init, b_init, dtype, lowering) -> Layer:
     label = f"Conv{ndim}D"
+    check_lowering(label, lowering)
     check_int(label, "features", features)
     check_int(label, "groups", groups)
     kernel = spatial_tuple(label, "kernel_size", kernel_size, ndim)
@@ -227,21 +304,23 @@ def _conv_layer(ndim: int, features: int, kernel_size, strides, padding, dilatio
     return _conv(ndim, features, kernel, strides=strides_t, padding=padding, dilation=dilation_t,
                  groups=groups, depth_multiplier=None, use_bias=use_bias,
                  flip_kernel=flip_kernel, w_init=w_init, b_init=b_init, dtype=dtype, name=name,
-                 kind=f"conv{ndim}d")
+                 kind=f"conv{ndim}d", lowering=lowering)
 
 
 def Conv1D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
            groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
-           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32,
+           lowering: str = "auto") -> Layer:
     """1-D convolution: x (batch, M, C) -> y (batch, Q, F); params ``w`` (K, C/groups, F),
     ``b`` (F,). Arguments as `Conv2D` with one spatial axis."""
     return _conv_layer(1, features, kernel_size, strides, padding, dilation, groups, use_bias,
-                       flip_kernel, w_init, b_init, dtype)
+                       flip_kernel, w_init, b_init, dtype, lowering)
 
 
 def Conv2D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
            groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
-           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32,
+           lowering: str = "auto") -> Layer:
     """2-D convolution: x (batch, M, M', C) -> y (batch, Q, Q', F).
 
     Params ``w`` (K, K', C/groups, F) (HWIO; fans for `fnn.init`:
@@ -252,19 +331,21 @@ def Conv2D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID",
     ``flip_kernel=True`` computes the true convolution (kernel rotated 180°) instead of the
     cross-correlation. Output size per axis: ``Q = ⌊(M + P_lo + P_hi − d(K−1) − 1)/S⌋ + 1``.
     A kernel larger than the padded input, or channels not divisible by ``groups``, is a
-    `LayerError` at init.
+    `LayerError` at init. ``lowering``: ``"auto"``, ``"xla"`` or ``"patches"`` (see the module
+    docstring; the same numbers up to rounding, only the speed differs).
     """
     return _conv_layer(2, features, kernel_size, strides, padding, dilation, groups, use_bias,
-                       flip_kernel, w_init, b_init, dtype)
+                       flip_kernel, w_init, b_init, dtype, lowering)
 
 
 def Conv3D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID", dilation=1,
            groups: int = 1, use_bias: bool = True, flip_kernel: bool = False,
-           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32) -> Layer:
+           w_init="glorot_uniform", b_init="zeros", dtype=jnp.float32,
+           lowering: str = "auto") -> Layer:
     """3-D convolution: x (batch, D, H, W, C) -> y (batch, Q, Q', Q'', F); params ``w``
     (K, K', K'', C/groups, F), ``b`` (F,). Arguments as `Conv2D` with three spatial axes."""
     return _conv_layer(3, features, kernel_size, strides, padding, dilation, groups, use_bias,
-                       flip_kernel, w_init, b_init, dtype)
+                       flip_kernel, w_init, b_init, dtype, lowering)
 
 
 def DepthwiseConv2D(kernel_size, *, depth_multiplier: int = 1, strides=1,
@@ -397,6 +478,7 @@ def Conv2DTranspose(features: int, kernel_size, *, strides=1, padding: Padding =
     return Layer(init, apply, name, "conv2d_transpose")
 
 
-__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D",
-           "SeparableConv2D", "check_padding", "check_spatial_input", "check_windows",
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "LOWERINGS",
+           "PATCHES_MAX_CHANNELS", "SeparableConv2D", "check_lowering", "check_padding",
+           "check_spatial_input", "check_windows", "conv_lowering", "conv_patches", "conv_xla",
            "padding_pairs", "spatial_tuple", "window_output_size"]

@@ -13,11 +13,21 @@ Keras and TensorFlow), or by ``K·K'`` with padded cells counted as zeros
 (``count_include_pad=True``, PyTorch's default).
 
 Gradients (the course's rules): max pooling routes each output delta to the winning input
-(on a tie, `jax.lax.reduce_window`'s gradient picks one winner); average pooling spreads it
-evenly, ``1/(K·K')`` to each cell of the window.
+(on a tie, the first winner in row-major order within the window, as `jax.lax.reduce_window`'s
+gradient does); average pooling spreads it evenly, ``1/(K·K')`` to each cell of the window.
+
+Lowering: ``"xla"`` is one `jax.lax.reduce_window`. ``"reshape"`` works for non-overlapping
+windows (stride = window): the input, padded with the identity (−∞, +∞ or 0) and cut to
+``Q·K`` cells per axis, is reshaped to (batch, Q, K, Q', K', C) and reduced over the window
+axes; max/min get their derivative from `window_choice` (the tangent of the first winner), so
+the backward pass is a cheap mask instead of XLA:CPU's slow ``select_and_scatter``.
+``"auto"`` (the default) takes ``"reshape"`` whenever the windows do not overlap. Both give the
+same numbers (sums up to float rounding) and the same gradients.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import jax
@@ -26,17 +36,72 @@ import jax.numpy as jnp
 from fnn.checks import check_choice
 from fnn.core import Layer, LayerError, check_rank, format_shape
 from fnn.layers.conv import (
-    Padding, check_padding, check_spatial_input, check_windows, padding_pairs, spatial_tuple)
+    Padding, check_lowering, check_padding, check_spatial_input, check_windows, padding_pairs,
+    spatial_tuple)
 
 _REDUCERS = {"max": (jax.lax.max, -math.inf), "min": (jax.lax.min, math.inf),
              "avg": (jax.lax.add, 0.0)}
 _DISPLAY = {"max": "MaxPool", "min": "MinPool", "avg": "AvgPool"}
+LOWERINGS = ("auto", "xla", "reshape")
 
 
-def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool) -> Layer:
+def window_blocks(x, window, pads, identity):
+    """x (N, *spatial, C), padded by ``pads`` with ``identity`` and cut to ``Q·K`` cells per
+    axis (``Q = ⌊(M + P_lo + P_hi − K)/K⌋ + 1``), reshaped to (N, Q, K, Q', K', …, C): the
+    non-overlapping windows of a pooling with stride = window."""
+    ndim = x.ndim - 2
+    if any(p != (0, 0) for p in pads):
+        x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=identity)
+    out = tuple(m // k for m, k in zip(x.shape[1:-1], window))
+    x = x[(slice(None),) + tuple(slice(0, q * k) for q, k in zip(out, window))]
+    shape = (x.shape[0],) + tuple(d for q, k in zip(out, window) for d in (q, k)) + (x.shape[-1],)
+    return x.reshape(shape), tuple(range(2, 2 * ndim + 1, 2))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def window_choice(blocks, axes, op: str):
+    """``max`` (``op="max"``) or ``min`` of ``blocks`` over the window ``axes``. Its derivative
+    is the tangent of the first winner in row-major order over the window (``y = x[k*]``,
+    ``ẏ = ẋ[k*]``), which is `jax.lax.reduce_window`'s choice; its transpose sends each
+    output delta to that one cell."""
+    return jnp.max(blocks, axes) if op == "max" else jnp.min(blocks, axes)
+
+
+@window_choice.defjvp
+def _window_choice_jvp(axes, op, primals, tangents):
+    (blocks,), (dot,) = primals, tangents
+    y = window_choice(blocks, axes, op)
+    offsets = list(itertools.product(*(range(blocks.shape[a]) for a in axes)))
+
+    def cell(a, offset):
+        index = [slice(None)] * blocks.ndim
+        for axis, o in zip(axes, offset):
+            index[axis] = o
+        return a[tuple(index)]
+
+    # a running winner over the window in row-major order, replaced only by a strictly better
+    # cell (so the first of tied cells stays). Comparing the cells with each other, never with
+    # y: XLA may recompute the cells in another fusion, a last-bit different copy of y would
+    # then match no cell.
+    better = jnp.greater if op == "max" else jnp.less
+    best, dy = cell(blocks, offsets[0]), cell(dot, offsets[0])
+    for offset in offsets[1:]:
+        take = better(cell(blocks, offset), best)
+        best = jnp.where(take, cell(blocks, offset), best)
+        dy = jnp.where(take, cell(dot, offset), dy)
+    return y, dy
+
+
+def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool,
+          lowering: str = "auto") -> Layer:
     label = f"{_DISPLAY[op]}{ndim}D"
+    check_lowering(label, lowering, LOWERINGS)
     window = spatial_tuple(label, "window", window, ndim)
     strides = window if strides is None else spatial_tuple(label, "strides", strides, ndim)
+    if lowering == "reshape" and strides != window:
+        raise ValueError(f"{label}: lowering='reshape' needs non-overlapping windows "
+                         f"(strides = window); got window={window}, strides={strides}.")
+    blockwise = lowering != "xla" and strides == window
     shown, padding = padding, check_padding(label, padding, ndim)
     args = ["×".join(map(str, window))]
     if strides != window:
@@ -59,7 +124,18 @@ def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool)
         if x.ndim != ndim + 2:
             raise LayerError(name, f"expects inputs with {ndim} spatial axes; got "
                                    f"{format_shape(tuple(x.shape))}.")
-        pads = ((0, 0),) + padding_pairs(padding, x.shape[1:-1], window, strides) + ((0, 0),)
+        pads = padding_pairs(padding, x.shape[1:-1], window, strides)
+        if blockwise:
+            blocks, axes = window_blocks(x, window, pads, identity)
+            if op != "avg":
+                return window_choice(blocks, axes, op), state
+            y = jnp.sum(blocks, axes)
+            if count_include_pad or all(p == (0, 0) for p in pads):
+                return y / math.prod(window), state
+            ones, _ = window_blocks(jnp.ones((1,) + x.shape[1:-1] + (1,), x.dtype), window,
+                                    pads, 0.0)
+            return y / jnp.sum(ones, axes), state
+        pads = ((0, 0),) + pads + ((0, 0),)
         # a Python scalar identity with lax.max/min/add: JAX then uses its differentiable
         # reduce_window_{max,min,sum} primitives
         y = jax.lax.reduce_window(x, identity, reducer, dims, steps, pads)
@@ -74,44 +150,49 @@ def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool)
     return Layer(init, apply, name, f"{op}_pool{ndim}d")
 
 
-def MaxPool1D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+def MaxPool1D(window=2, strides=None, padding: Padding = "VALID",
+              lowering: str = "auto") -> Layer:
     """Max over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C)."""
-    return _pool("max", 1, window, strides, padding, False)
+    return _pool("max", 1, window, strides, padding, False, lowering)
 
 
-def MaxPool2D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+def MaxPool2D(window=2, strides=None, padding: Padding = "VALID",
+              lowering: str = "auto") -> Layer:
     """Max over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C).
-    ``strides`` defaults to ``window``; see the module docstring for the output size."""
-    return _pool("max", 2, window, strides, padding, False)
+    ``strides`` defaults to ``window``; see the module docstring for the output size and
+    ``lowering`` (``"auto"``, ``"xla"``, ``"reshape"``: the same results, different speed)."""
+    return _pool("max", 2, window, strides, padding, False, lowering)
 
 
-def MinPool1D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+def MinPool1D(window=2, strides=None, padding: Padding = "VALID",
+              lowering: str = "auto") -> Layer:
     """Min over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C)."""
-    return _pool("min", 1, window, strides, padding, False)
+    return _pool("min", 1, window, strides, padding, False, lowering)
 
 
-def MinPool2D(window=2, strides=None, padding: Padding = "VALID") -> Layer:
+def MinPool2D(window=2, strides=None, padding: Padding = "VALID",
+              lowering: str = "auto") -> Layer:
     """Min over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C)."""
-    return _pool("min", 2, window, strides, padding, False)
+    return _pool("min", 2, window, strides, padding, False, lowering)
 
 
 def AvgPool1D(window=2, strides=None, padding: Padding = "VALID",
-              count_include_pad: bool = False) -> Layer:
+              count_include_pad: bool = False, lowering: str = "auto") -> Layer:
     """Mean over windows of ``window`` steps: x (batch, M, C) -> (batch, Q, C). Padded cells
     are left out of the mean unless ``count_include_pad=True``."""
     check_choice("AvgPool1D", "count_include_pad", count_include_pad, (False, True))
-    return _pool("avg", 1, window, strides, padding, count_include_pad)
+    return _pool("avg", 1, window, strides, padding, count_include_pad, lowering)
 
 
 def AvgPool2D(window=2, strides=None, padding: Padding = "VALID",
-              count_include_pad: bool = False) -> Layer:
+              count_include_pad: bool = False, lowering: str = "auto") -> Layer:
     """Mean over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C).
 
     With padding, the mean is over the real cells of each window (``count_include_pad=False``,
     Keras' rule) or over all ``K·K'`` cells with padded ones counted as 0 (``True``, PyTorch's
     default)."""
     check_choice("AvgPool2D", "count_include_pad", count_include_pad, (False, True))
-    return _pool("avg", 2, window, strides, padding, count_include_pad)
+    return _pool("avg", 2, window, strides, padding, count_include_pad, lowering)
 
 
 def _global(op: str, keepdims: bool) -> Layer:
@@ -146,5 +227,5 @@ def GlobalMaxPool(keepdims: bool = False) -> Layer:
     return _global("max", keepdims)
 
 
-__all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "GlobalMaxPool", "MaxPool1D", "MaxPool2D",
-           "MinPool1D", "MinPool2D"]
+__all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "GlobalMaxPool", "LOWERINGS", "MaxPool1D",
+           "MaxPool2D", "MinPool1D", "MinPool2D", "window_blocks", "window_choice"]

@@ -15,7 +15,8 @@ A model is ``serial(("encoder", E), ("decoder", D))``, so its params are
   and the model is trained to give back the clean x (Vincent et al., 2008); in eval mode the
   corruption is the identity, so `encode` codes clean inputs.
 
-A convolutional autoencoder waits for the convolution layers.
+- `conv_autoencoder`: strided convolutions down to a dense code and transposed convolutions
+  back up (images (H, W) or (H, W, C)).
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from fnn.core import Layer, LayerError, format_shape
-from fnn.layers import Activation, Dense, Flatten, GaussianNoise, Lambda, MaskingNoise, serial
+from fnn.layers import (
+    Activation, Conv2D, Conv2DTranspose, Dense, Flatten, GaussianNoise, Lambda, MaskingNoise,
+    serial)
 
 ShapeLike = Union[int, Sequence[int]]
 NOISES = ("masking", "gaussian")
@@ -144,6 +147,63 @@ def dense_autoencoder(input_shape: ShapeLike, hidden: Sequence[int], code_size: 
     return autoencoder(encoder, decoder, input_shape=input_shape, name=name)
 
 
+def conv_autoencoder(input_shape: ShapeLike, filters: Sequence[int], code_size: int, *,
+                     kernel_size: int = 3, activation="relu", code_activation=None,
+                     output_activation=None, w_init="he_uniform",
+                     corruption: Optional[Layer] = None, name: str = "conv_autoencoder") -> Layer:
+    """A convolutional autoencoder for images of ``input_shape`` (H, W) or (H, W, C).
+
+    Encoder: [corruption] → (H, W, C) → for each ``filters[i]`` = F_i, Conv2D(F_i, K, stride 2,
+    "SAME") + ``activation`` (each halves the size: H/2^i × W/2^i × F_i) → Flatten →
+    Dense(code_size) + ``code_activation`` (None: a linear code).
+    Decoder: Dense(h·w·F_last) + ``activation`` with ``h = H/2^L``, ``w = W/2^L`` (L layers) →
+    reshape (h, w, F_last) → Conv2DTranspose(F_i, K, stride 2, "SAME") + ``activation`` for
+    the filters in reverse order after the last → Conv2DTranspose(C, K, stride 2, "SAME") +
+    ``output_activation`` (None: logits) → (H, W[, C]). Each transposed convolution doubles
+    the size (``O = M·S``). H and W must be divisible by 2^L; e.g. MNIST (28, 28) with
+    ``filters=[16, 32]``: 28×28×1 → 14×14×16 → 7×7×32 → code → 7×7×32 → 14×14×16 → 28×28×1.
+    """
+    function = "conv_autoencoder"
+    input_shape = _per_example_shape(function, input_shape)
+    if len(input_shape) not in (2, 3):
+        raise ValueError(f"{function}: `input_shape` must be (H, W) or (H, W, C); got "
+                         f"{input_shape}.")
+    filters = _check_sizes(function, "filters", filters)
+    (code_size,) = _check_sizes(function, "code_size", code_size)
+    if not filters:
+        raise ValueError(f"{function}: `filters` must list at least one convolution.")
+    scale = 2 ** len(filters)
+    height, width = input_shape[:2]
+    if height % scale or width % scale:
+        raise ValueError(f"{function}: {len(filters)} stride-2 convolutions need H and W "
+                         f"divisible by {scale}; got {height}×{width}.")
+    channels = input_shape[2] if len(input_shape) == 3 else 1
+    image = (height, width, channels)
+    bottom = (height // scale, width // scale, filters[-1])
+
+    def conv_stack(Layer_, sizes, last_activation):
+        layers = []
+        for i, f in enumerate(sizes):
+            layers.append(Layer_(f, kernel_size, strides=2, padding="SAME", w_init=w_init))
+            fn = activation if i < len(sizes) - 1 else last_activation
+            if fn is not None:
+                layers.append(Activation(fn))
+        return layers
+
+    encoder = [("corruption", corruption)] if corruption is not None else []
+    if len(input_shape) == 2:
+        encoder.append(_reshape(image))
+    encoder += conv_stack(Conv2D, filters, activation) + [Flatten()]
+    encoder += _dense_stack([code_size], activation, code_activation, w_init)
+    decoder = _dense_stack([math.prod(bottom)], activation, activation, w_init)
+    decoder.append(_reshape(bottom))
+    decoder += conv_stack(Conv2DTranspose, [*filters[-2::-1], channels], output_activation)
+    if len(input_shape) == 2:
+        decoder.append(_reshape(input_shape))
+    return autoencoder(serial(*encoder, name="encoder"), serial(*decoder, name="decoder"),
+                       input_shape=input_shape, name=name)
+
+
 def corruption_layer(noise: str, level: float) -> Layer:
     """``"masking"`` -> `MaskingNoise(level)` (``level`` the probability of zeroing an entry);
     ``"gaussian"`` -> `GaussianNoise(level)` (``level`` the standard deviation)."""
@@ -212,6 +272,6 @@ def code_binarity(codes) -> dict:
             "binary_codes": jax.device_get(rounded).tolist(), "distinct": distinct}
 
 
-__all__ = ["dense_encoder", "dense_decoder", "autoencoder", "dense_autoencoder",
+__all__ = ["dense_encoder", "dense_decoder", "autoencoder", "dense_autoencoder", "conv_autoencoder",
            "corruption_layer", "denoising_autoencoder", "encoder_of", "decoder_of", "encode",
            "decode", "code_binarity"]

@@ -1,0 +1,366 @@
+"""The benchmark table: one training step of each workload, fnn against hand-written JAX and the
+peers that are installed, as ratios measured interleaved in one run.
+
+    python benchmarks/table.py [--rounds 7] [--steps 10] [--out benchmarks/table.json]
+    /work/bench-venv/bin/python benchmarks/table.py      # with the peers (see benchmarks/README.md)
+
+Workloads: ``mlp`` (784-300-100-10 ReLU, batch 128, softmax cross-entropy, SGD) and the LSTM
+and GRU character language models (vocabulary 65, embedding 64, hidden 256, T = 64, batch 32,
+per-step cross-entropy, SGD). Implementations: ``fnn`` (`fnn.make_train_step`), ``jax`` (the
+same model and step written by hand with `jax.numpy` and `lax.scan`), and, when importable,
+``flax`` (Linen + Optax), ``equinox`` (+ Optax), ``haiku`` (+ Optax) for the MLP and
+``torch`` (PyTorch eager) for every workload. LeNet-5 has its own benchmark
+(`benchmarks/lenet5.py`) and word2vec its own (`benchmarks/word2vec_gensim.py`).
+
+Each round times ``--steps`` steps of every implementation in turn (a different order each
+round); a step's time is the median over rounds. For the JAX implementations the table also
+gives the compile time (first call minus a step); every row gives the FLOP/s achieved, counting
+the matrix products of the step (forward, and twice that for the backward pass: 3× the
+forward's multiply-adds × 2), against a float32 matrix-product roofline measured in the same run
+(2048³ `jnp.dot`). (XLA's own cost analysis counts a `lax.scan` body once, not T times.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnn
+from fnn import losses
+from fnn.layers import GRUCell, LSTMCell, RNN, Dense, Embedding, serial
+from fnn.models import mlp
+from fnn.optim import sgd
+
+LR = 0.01
+
+
+def step_flops(workload: str) -> float:
+    """FLOPs of one training step's matrix products: 3 × 2 × the forward's multiply-adds."""
+    if workload == "mlp":
+        macs = 128 * (784 * 300 + 300 * 100 + 100 * 10)
+    else:
+        gates = 4 if workload == "lstm" else 3
+        macs = BATCH_LM * T * ((EMBED + HIDDEN) * gates * HIDDEN + HIDDEN * VOCAB)
+    return 6.0 * macs
+VOCAB, EMBED, HIDDEN, T, BATCH_LM = 65, 64, 256, 64, 32
+
+
+# ----------------------------------------------------------------------------- data
+
+def mlp_batch(rng):
+    return (rng.random((128, 784), np.float32), rng.integers(0, 10, 128).astype(np.int32))
+
+
+def lm_batch(rng):
+    ids = rng.integers(0, VOCAB, (BATCH_LM, T + 1)).astype(np.int32)
+    return ids[:, :-1], ids[:, 1:]
+
+
+# ----------------------------------------------------------------------------- fnn
+
+def fnn_step(workload, batch):
+    if workload == "mlp":
+        model = mlp([300, 100, 10])
+        shape = (None, 784)
+    else:
+        cell = LSTMCell(HIDDEN) if workload == "lstm" else GRUCell(HIDDEN, reset_after=True)
+        model = serial(Embedding(VOCAB, EMBED), RNN(cell), Dense(VOCAB))
+        shape = (None, T)
+    _, params, state = model.init(jax.random.PRNGKey(0), shape)
+    optimizer = sgd(LR)
+    step = fnn.make_train_step(model, "softmax_cross_entropy", optimizer)
+    opt_state = optimizer.init(params)
+    fb = fnn.Batch(jnp.asarray(batch[0]), jnp.asarray(batch[1]))
+    key = jax.random.PRNGKey(1)
+    carry = [params, state, opt_state]
+
+    def run():
+        carry[0], carry[1], carry[2], m = step(carry[0], carry[1], carry[2], fb, key)
+        return m["loss"]
+
+    return run, (step, (params, state, opt_state, fb, key))
+
+
+# ----------------------------------------------------------------------------- hand-written JAX
+
+def _dense_init(key, n_in, n_out):
+    bound = np.sqrt(6 / (n_in + n_out))
+    return {"w": jax.random.uniform(key, (n_in, n_out), minval=-bound, maxval=bound),
+            "b": jnp.zeros(n_out)}
+
+
+def hand_params(workload):
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    if workload == "mlp":
+        return [_dense_init(k, a, b) for k, (a, b) in zip(keys, [(784, 300), (300, 100), (100, 10)])]
+    gates = 4 if workload == "lstm" else 3
+    return {"embed": jax.random.normal(keys[0], (VOCAB, EMBED)) * 0.1,
+            "wx": _dense_init(keys[1], EMBED, gates * HIDDEN)["w"],
+            "wh": _dense_init(keys[2], HIDDEN, gates * HIDDEN)["w"],
+            "b": jnp.zeros(gates * HIDDEN), "b_hn": jnp.zeros(HIDDEN),
+            "head": _dense_init(keys[3], HIDDEN, VOCAB)}
+
+
+def hand_loss(workload):
+    if workload == "mlp":
+        def loss(params, x, y):
+            h = x
+            for layer in params[:-1]:
+                h = jax.nn.relu(h @ layer["w"] + layer["b"])
+            logits = h @ params[-1]["w"] + params[-1]["b"]
+            return jnp.mean(losses.softmax_cross_entropy(logits, y))
+        return loss
+
+    def cell(params, carry, x):
+        if workload == "lstm":
+            h, c = carry
+            z = x @ params["wx"] + h @ params["wh"] + params["b"]
+            i, f, g, o = jnp.split(z, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+        (h,) = carry
+        zx = x @ params["wx"] + params["b"]
+        zh = h @ params["wh"]
+        rx, ux, nx = jnp.split(zx, 3, axis=-1)
+        rh, uh, nh = jnp.split(zh, 3, axis=-1)
+        r, u = jax.nn.sigmoid(rx + rh), jax.nn.sigmoid(ux + uh)
+        n = jnp.tanh(nx + r * (nh + params["b_hn"]))
+        h = (1 - u) * n + u * h
+        return (h,), h
+
+    def loss(params, ids, targets):
+        xs = jnp.swapaxes(params["embed"][ids], 0, 1)  # (T, B, E)
+        zeros = jnp.zeros((ids.shape[0], HIDDEN))
+        carry = (zeros, zeros) if workload == "lstm" else (zeros,)
+        _, hs = jax.lax.scan(lambda c, x: cell(params, c, x), carry, xs)
+        logits = jnp.swapaxes(hs, 0, 1) @ params["head"]["w"] + params["head"]["b"]
+        return jnp.mean(losses.softmax_cross_entropy(logits, targets))
+
+    return loss
+
+
+def jax_step(workload, batch):
+    loss = hand_loss(workload)
+
+    @jax.jit
+    def step(params, x, y):
+        value, grads = jax.value_and_grad(loss)(params, x, y)
+        return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
+
+    params = [hand_params(workload)]
+    x, y = jnp.asarray(batch[0]), jnp.asarray(batch[1])
+
+    def run():
+        params[0], value = step(params[0], x, y)
+        return value
+
+    return run, (step, (params[0], x, y))
+
+
+# ----------------------------------------------------------------------------- peers (optional)
+
+def flax_step(workload, batch):
+    import flax.linen as nn
+    import optax
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(300)(x))
+            x = nn.relu(nn.Dense(100)(x))
+            return nn.Dense(10)(x)
+
+    return _optax_step(MLP().init(jax.random.PRNGKey(0), batch[0])["params"],
+                       lambda p, x: MLP().apply({"params": p}, x), batch, optax)
+
+
+def equinox_step(workload, batch):
+    import equinox as eqx
+    import optax
+
+    model = eqx.nn.MLP(784, 10, 300, 1, key=jax.random.PRNGKey(0))  # replaced below: 300-100
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    model = [eqx.nn.Linear(784, 300, key=keys[0]), eqx.nn.Linear(300, 100, key=keys[1]),
+             eqx.nn.Linear(100, 10, key=keys[2])]
+
+    def apply(m, x):
+        h = x
+        for layer in m[:-1]:
+            h = jax.nn.relu(jax.vmap(layer)(h))
+        return jax.vmap(m[-1])(h)
+
+    return _optax_step(model, apply, batch, optax)
+
+
+def haiku_step(workload, batch):
+    import haiku as hk
+    import optax
+
+    net = hk.without_apply_rng(hk.transform(lambda x: hk.nets.MLP([300, 100, 10])(x)))
+    return _optax_step(net.init(jax.random.PRNGKey(0), batch[0]), net.apply, batch, optax)
+
+
+def _optax_step(params, apply, batch, optax):
+    tx = optax.sgd(LR)
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        def loss(p):
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(p, x), y))
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    carry = [params, tx.init(params)]
+    x, y = jnp.asarray(batch[0]), jnp.asarray(batch[1])
+
+    def run():
+        carry[0], carry[1], value = step(carry[0], carry[1], x, y)
+        return value
+
+    return run, (step, (carry[0], carry[1], x, y))
+
+
+def torch_step(workload, batch):
+    import torch
+
+    torch.manual_seed(0)
+    if workload == "mlp":
+        model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(),
+                                    torch.nn.Linear(300, 100), torch.nn.ReLU(),
+                                    torch.nn.Linear(100, 10))
+        forward = model
+    else:
+        rnn = (torch.nn.LSTM if workload == "lstm" else torch.nn.GRU)(EMBED, HIDDEN,
+                                                                     batch_first=True)
+        embed, head = torch.nn.Embedding(VOCAB, EMBED), torch.nn.Linear(HIDDEN, VOCAB)
+        model = torch.nn.ModuleList([embed, rnn, head])
+
+        def forward(ids):
+            return head(rnn(embed(ids))[0]).reshape(-1, VOCAB)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    x = torch.as_tensor(batch[0] if workload == "mlp" else batch[0].astype(np.int64))
+    y = torch.as_tensor(batch[1].astype(np.int64)).reshape(-1)
+
+    def run():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(forward(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return run, None
+
+
+IMPLEMENTATIONS = {"fnn": fnn_step, "jax": jax_step, "flax": flax_step, "equinox": equinox_step,
+                   "haiku": haiku_step, "torch": torch_step}
+PEERS_MLP_ONLY = ("flax", "equinox", "haiku")
+MODULES = {"flax": "flax", "equinox": "equinox", "haiku": "haiku", "torch": "torch"}
+
+
+def available(name: str) -> bool:
+    if name not in MODULES:
+        return True
+    try:
+        __import__(MODULES[name])
+        import optax  # noqa: F401  (the JAX peers' optimizer)
+        return True
+    except ImportError:
+        return name == "torch" and _importable("torch")
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def _block(value):
+    return jax.block_until_ready(value) if not hasattr(value, "item") or isinstance(
+        value, jax.Array) else value.item()
+
+
+def roofline():
+    """A function timing one 2048³ float32 matrix product; FLOP/s = 2·2048³ / its time."""
+    a = jnp.ones((2048, 2048), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    return lambda: _time(lambda: dot(a, a).block_until_ready())
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--workloads", nargs="+", default=["mlp", "lstm", "gru"])
+    parser.add_argument("--out", default="benchmarks/table.json")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    matmul, matmul_times = roofline(), []
+    table = {}
+    for workload in args.workloads:
+        batch = mlp_batch(rng) if workload == "mlp" else lm_batch(rng)
+        names = [n for n in IMPLEMENTATIONS if available(n)
+                 and (workload == "mlp" or n not in PEERS_MLP_ONLY)]
+        runs, info = {}, {}
+        for name in names:
+            run, compiled = IMPLEMENTATIONS[name](workload, batch)
+            first = _time(lambda: _block(run()))
+            step_time = min(_time(lambda: _block(run())) for _ in range(3))
+            runs[name] = run
+            info[name] = {"compile_seconds": (round(first - step_time, 3)
+                                              if compiled is not None else None),
+                          "flops_per_step": step_flops(workload), "times": []}
+        for r in range(args.rounds):
+            matmul_times.append(matmul())  # the roofline, measured in the same rounds
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                run = runs[name]
+                info[name]["times"].append(
+                    _time(lambda: [_block(run()) for _ in range(args.steps)]) / args.steps)
+        peak = 2 * 2048 ** 3 / float(np.median(matmul_times))
+        base = float(np.median(info["jax"]["times"]))
+        for name in names:
+            step = float(np.median(info[name]["times"]))
+            info[name].update(step_ms=step * 1e3, ratio_to_jax=step / base,
+                              achieved_gflops=(info[name]["flops_per_step"] / step / 1e9
+                                               if info[name]["flops_per_step"] else None))
+            info[name]["roofline_fraction"] = (info[name]["achieved_gflops"] * 1e9 / peak
+                                               if info[name]["achieved_gflops"] else None)
+        table[workload] = info
+        print(f"\n{workload} (matmul roofline so far {peak / 1e9:.1f} GFLOP/s):")
+        for name in names:
+            i = info[name]
+            extra = (f", compile {i['compile_seconds']:.2f}s" if i["compile_seconds"] is not None
+                     else "") + (f", {i['achieved_gflops']:.1f} GFLOP/s "
+                                 f"({100 * i['roofline_fraction']:.0f}% of the roofline)")
+            print(f"  {name:8s} {i['step_ms']:8.2f} ms/step  {i['ratio_to_jax']:.2f}x jax{extra}")
+    record = {"date": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "load_average": os.getloadavg(), "roofline_gflops": peak / 1e9,
+              "rounds": args.rounds, "steps": args.steps,
+              "table": {w: {n: {k: v for k, v in i.items() if k != "times"} for n, i in t.items()}
+                        for w, t in table.items()}}
+    if args.out:
+        with open(args.out, "w") as file:
+            json.dump(record, file, indent=2)
+    return record
+
+
+if __name__ == "__main__":
+    main()

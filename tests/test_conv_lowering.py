@@ -1,0 +1,167 @@
+"""The fast lowerings equal the plain ones: convolution as a product over patches against
+`jax.lax.conv_general_dilated`, pooling over non-overlapping windows as reshape + reduce against
+`jax.lax.reduce_window`: forward values and gradients (reverse and forward mode), in float64, on
+random shapes over the stride/padding/dilation combinations each fast path is chosen for. Each
+case is one jitted function computing both lowerings' values, gradients and tangents."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnn.core import LayerError, init_shapes
+from fnn.layers import AvgPool1D, AvgPool2D, Conv1D, Conv2D, MaxPool1D, MaxPool2D, MinPool2D
+from fnn.layers.conv import (
+    PATCHES_MAX_CHANNELS, check_padding, conv_patches, conv_xla, padding_pairs)
+
+RNG = np.random.default_rng(7)
+
+
+def _close(a, b, tol=1e-10):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+
+
+def _vjp(f, args, cotangent):
+    y, pullback = jax.vjp(f, *args)
+    return y, pullback(cotangent)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _conv_cases():
+    """(ndim, sizes, C, F, kernel, strides, padding, dilation): every stride, padding and
+    dilation choice at least once in 2-D (random sizes, kernels and channels), plus 1-D and 3-D."""
+    choices = [(1, "VALID", 1), (2, "SAME", 2), ((1, 3), 1, (2, 1)), (2, ((2, 0), (1, 3)), 1),
+               ((1, 3), "SAME", 1), (1, ((2, 0), (1, 3)), 2)]
+    cases = []
+    for strides, padding, dilation in choices:
+        kernel = tuple(int(k) for k in RNG.integers(1, 4, 2))
+        sizes = tuple(int(m) for m in RNG.integers(5, 9, 2))
+        cases.append((2, sizes, int(RNG.integers(1, 4)), int(RNG.integers(1, 4)), kernel,
+                      strides, padding, dilation))
+    cases += [(1, (9,), 2, 3, (3,), (2,), (1, 2), (2,)),
+              (3, (4, 5, 3), 2, 2, (2, 3, 1), (1, 2, 1), 1, (1, 1, 2))]
+    return cases
+
+
+@pytest.mark.parametrize("case", _conv_cases(),
+                         ids=lambda c: f"{c[0]}d-{c[4]}-{c[5]}-{c[6]}-{c[7]}")
+def test_patches_equal_conv_general_dilated(x64, case):
+    ndim, sizes, c, f, kernel, strides, padding, dilation = case
+    tup = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
+    strides, dilation = tup(strides), tup(dilation)
+    window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    pads = padding_pairs(check_padding("test", padding, ndim), sizes, window, strides)
+    x = RNG.normal(size=(2,) + sizes + (c,))
+    w = RNG.normal(size=kernel + (c, f))
+    out_shape = jax.eval_shape(lambda: conv_xla(x, w, strides, pads, dilation)).shape
+    cotangent = RNG.normal(size=out_shape)
+    tangents = (RNG.normal(size=x.shape), RNG.normal(size=w.shape))
+
+    @jax.jit
+    def both():
+        results = []
+        for conv in (conv_xla, conv_patches):
+            f = lambda x_, w_: conv(x_, w_, strides, pads, dilation)  # noqa: E731
+            y, grads = _vjp(f, (x, w), cotangent)
+            results.append((y, grads, jax.jvp(f, (x, w), tangents)[1]))
+        return results
+    (y_ref, grads_ref, dy_ref), (y, grads, dy) = both()
+    assert y.shape == y_ref.shape and y.dtype == jnp.float64
+    _close(y, y_ref)
+    _close(grads[0], grads_ref[0])
+    _close(grads[1], grads_ref[1])
+    _close(dy, dy_ref)
+
+
+def test_layer_lowerings_agree_and_auto_picks_by_channels(x64):
+    """The layer with lowering="patches" and "xla" (true convolution, bias, strides, padding):
+    the same outputs and parameter gradients; "auto" takes the patches for few input channels
+    and XLA's convolution for many or for groups."""
+    x = RNG.normal(size=(3, 9, 8, 2))
+    kwargs = dict(strides=(2, 1), padding="SAME", dilation=(1, 2), flip_kernel=True,
+                  dtype=jnp.float64)
+    fast, plain = Conv2D(4, 3, lowering="patches", **kwargs), Conv2D(4, 3, lowering="xla", **kwargs)
+    _, shapes, _ = init_shapes(plain, x.shape)
+    params = jax.tree_util.tree_map(lambda a: RNG.normal(size=a.shape), shapes)
+
+    @jax.jit
+    def both(p):
+        return [jax.value_and_grad(lambda p_: jnp.sum(jnp.sin(layer.apply(p_, {}, x)[0])))(p)
+                for layer in (fast, plain)]
+    (v_fast, g_fast), (v_plain, g_plain) = both(params)
+    _close(v_fast, v_plain)
+    _close(g_fast["w"], g_plain["w"])
+    _close(g_fast["b"], g_plain["b"])
+
+    def primitives(layer, shape):
+        _, p, _ = init_shapes(layer, shape)
+        p = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape), p)
+        return str(jax.make_jaxpr(lambda x_: layer.apply(p, {}, x_)[0])(jnp.zeros(shape)))
+    assert "conv_general_dilated" not in primitives(Conv2D(6, 5), (2, 12, 12, 1))
+    assert "conv_general_dilated" in primitives(Conv2D(6, 3), (2, 8, 8, PATCHES_MAX_CHANNELS + 1))
+    assert "conv_general_dilated" in primitives(Conv2D(4, 3, groups=2), (2, 8, 8, 2))
+    assert "conv_general_dilated" not in primitives(Conv1D(3, 2), (2, 8, 1))
+
+
+def test_lowering_errors_name_the_layer():
+    with pytest.raises(ValueError, match=r"Conv2D: `lowering` must be one of"):
+        Conv2D(4, 3, lowering="fft")
+    with pytest.raises(LayerError, match=r"lowering='patches', which needs groups=1"):
+        init_shapes(Conv2D(4, 3, groups=2, lowering="patches"), (1, 6, 6, 2))
+    with pytest.raises(ValueError, match=r"MaxPool2D: lowering='reshape' needs non-overlapping"):
+        MaxPool2D(3, 2, lowering="reshape")
+    with pytest.raises(ValueError, match=r"AvgPool2D: `lowering` must be one of"):
+        AvgPool2D(2, lowering="patches")
+
+
+# ----------------------------------------------------------------------------- pooling
+
+POOL_CASES = [  # layer, window, padding, input sizes (some not multiples of the window)
+    (MaxPool2D, 2, "VALID", (6, 7)),
+    (MaxPool2D, (3, 2), "SAME", (7, 5)),
+    (MinPool2D, (2, 3), ((1, 0), (0, 1)), (5, 9)),
+    (AvgPool2D, 2, "VALID", (6, 5)),
+    (AvgPool2D, (3, 2), "SAME", (7, 5)),
+    (MaxPool1D, 3, 1, (10,)),
+    (AvgPool1D, 2, (1, 0), (7,)),
+]
+
+
+@pytest.mark.parametrize("layer,window,padding,sizes", POOL_CASES,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_reshape_pooling_equals_reduce_window(x64, layer, window, padding, sizes):
+    """Integer-valued inputs with many ties: the gradient goes to the same single winner (the
+    first in the window) as reduce_window's. Forward mode is checked as the adjoint of
+    reduce_window's reverse mode, ⟨J t, c⟩ = ⟨t, Jᵀ c⟩: reduce_window's own forward-mode rule
+    (select_and_gather_add) picks another winner on ties when the input is padded."""
+    x = RNG.integers(0, 3, size=(2,) + sizes + (3,)).astype(np.float64)
+    extra = {"count_include_pad": True} if layer is AvgPool2D and padding == "SAME" else {}
+    fast = layer(window, padding=padding, lowering="reshape", **extra)
+    plain = layer(window, padding=padding, lowering="xla", **extra)
+    out_shape, _, _ = init_shapes(plain, x.shape)
+    cotangent, tangent = RNG.normal(size=out_shape), RNG.normal(size=x.shape)
+
+    @jax.jit
+    def both():
+        results = []
+        for pool in (plain, fast):
+            f = lambda x_: pool.apply({}, {}, x_)[0]  # noqa: E731
+            y, (g,) = _vjp(f, (x,), cotangent)
+            results.append((y, g, jax.jvp(f, (x,), (tangent,))[1]))
+        return results
+    (y_ref, g_ref, _), (y, g, dy) = both()
+    assert y.shape == y_ref.shape == out_shape
+    _close(y, y_ref)
+    _close(g, g_ref)
+    _close(jnp.vdot(dy, cotangent), jnp.vdot(tangent, g_ref))
+
+
+def test_auto_pooling_reshapes_only_non_overlapping_windows():
+    def primitives(layer):
+        return str(jax.make_jaxpr(lambda x_: layer.apply({}, {}, x_)[0])(jnp.zeros((1, 6, 6, 2))))
+    assert "reduce_window" not in primitives(MaxPool2D(2))
+    assert "reduce_window" not in primitives(AvgPool2D(3, padding="SAME"))
+    assert "reduce_window" in primitives(MaxPool2D(3, 2))
+    assert "reduce_window" in primitives(MaxPool2D(2, lowering="xla"))
