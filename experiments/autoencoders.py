@@ -39,8 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.config import ConfigError, load as load_toml, to_dict
-from fnn.data import as_float, load_mnist
-from fnn.experiment import experiment_main, write_json
+from fnn.experiment import experiment_main, mnist_or_none, write_json
 from fnn.losses import sigmoid_binary_cross_entropy
 from fnn.models import dense_autoencoder, denoising_autoencoder, encode
 from fnn.models.autoencoders import NOISES, code_binarity, conv_autoencoder, corruption_layer
@@ -146,18 +145,6 @@ def check(cfg: AutoencoderConfig) -> None:
 
 # ----------------------------------------------------------------------------- shared helpers
 
-def mnist_or_none(train_size: int = 0, test_size: int = 0, log=print):
-    """``{"train": (x, y), "test": (x, y)}`` with images float32 (N, 28, 28) in [0, 1], the first
-    ``train_size``/``test_size`` of each (0: all); None, with a message, without the files."""
-    try:
-        train, test = load_mnist("train", download=False), load_mnist("test", download=False)
-    except FileNotFoundError as error:
-        log(f"skipping MNIST: {error}")
-        return None
-    cut = lambda pair, n: (as_float(pair[0][:n or None]), np.asarray(pair[1][:n or None]))  # noqa
-    return {"train": cut(train, train_size), "test": cut(test, test_size)}
-
-
 # ----------------------------------------------------------------------------- 8-3-8
 
 def train_838(seed: int, cfg: EncoderProblem) -> Dict:
@@ -205,13 +192,6 @@ def train_autoencoder(model, data, cfg: MnistAutoencoders, seed: int, progress: 
                  key=fit_key, epochs=cfg.epochs, batch_size=cfg.batch_size, metrics=NO_METRICS,
                   progress=progress, log=log)
     return result
-
-
-def epoch_logger(log):
-    """A `fit` hook logging each epoch's metrics (for runs without a progress bar)."""
-    def hook(epoch, logs, train_state):
-        log(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
-    return hook
 
 
 def outputs_of(model, result):

@@ -36,11 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from autoencoders import epoch_logger, mnist_or_none  # noqa: E402  (shared)
-
 from fnn.config import ConfigError, load as load_toml, to_dict  # noqa: E402
-from fnn.experiment import experiment_main, write_json  # noqa: E402
+from fnn.experiment import experiment_main, mnist_or_none, write_json  # noqa: E402
 from fnn.models import dense_vae, elbo_loss, encode, decode, sample_prior  # noqa: E402
 from fnn.models.vae import mean_of, vae_metrics  # noqa: E402
 from fnn.optim import adam  # noqa: E402

@@ -25,7 +25,7 @@ from fnn import activations, checkpoint, init, losses, metrics, optim, plots
 from fnn import config as config_lib
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, ModelConfig,
                         OptimizerConfig, TrainConfig, to_dict)
-from fnn.data import augment, load_mnist, scaling, synthetic
+from fnn.data import as_float, augment, load_mnist, scaling, synthetic
 from fnn.validation import CrossValidation, cross_validate, kfold
 from fnn.core import Layer, init_shapes
 from fnn.models import mlp, registry
@@ -41,6 +41,18 @@ def _checked(key: str, resolve, value):
         return resolve(value)
     except ValueError as error:
         raise ConfigError(f"config key `{key}`: {error}") from None
+
+
+def mnist_or_none(train_size: int = 0, test_size: int = 0, log=print):
+    """``{"train": (x, y), "test": (x, y)}`` with images float32 (N, 28, 28) in [0, 1], the first
+    ``train_size``/``test_size`` of each (0: all); None, with a message, without the files."""
+    try:
+        train, test = load_mnist("train", download=False), load_mnist("test", download=False)
+    except FileNotFoundError as error:
+        log(f"skipping MNIST: {error}")
+        return None
+    cut = lambda pair, n: (as_float(pair[0][:n or None]), np.asarray(pair[1][:n or None]))  # noqa
+    return {"train": cut(train, train_size), "test": cut(test, test_size)}
 
 
 def load_splits(cfg: DataConfig, key) -> Dict[str, Split]:
