@@ -683,8 +683,8 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
 
     size = _check_processes(mesh, shard_params, n, size) if processes > 1 else min(size, n)
     gather = processes == 1 and (_on_device(data) or _nbytes(data) <= DEVICE_DATA_LIMIT)
-    if gather:
-        device_data = jax.device_put(data, None if mesh is None else parallel.replicated(mesh))
+    device_data = (jax.device_put(data, None if mesh is None else parallel.replicated(mesh))
+                   if gather else None)  # batches are gathered from it inside the loop
     host = None if gather else jax.tree_util.tree_map(np.asarray, data)
     loop, zero_sums_of = _make_train_loop(model, loss, optimizer, metrics=metrics,
                                           penalty=penalty, augment=augment, gather=gather,
@@ -733,11 +733,11 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
             if processes > 1:  # this process's rows of the global batches
                 xs = parallel.global_steps(xs, mesh)
             if zero_sums is None:
-                zero_sums = zero_sums_of(carry, device_data if gather else None, xs, epoch_key)
+                zero_sums = zero_sums_of(carry, device_data, xs, epoch_key)
             running = _fresh_copy(zero_sums if sums is None else dict(sums))
             (params, state, opt_state, sums, count_array), step_losses = loop(
                 (*carry, running, jnp.asarray(count, jnp.float32)),
-                device_data if gather else None, xs, epoch_key)
+                device_data, xs, epoch_key)
             carry = (params, state, opt_state)
             count = count_array
             chunk_losses.append(step_losses)
