@@ -9,8 +9,10 @@ and GRU character language models (vocabulary 65, embedding 64, hidden 256, T = 
 per-step cross-entropy, SGD). Implementations: ``fnn`` (`fnn.make_train_step`), ``jax`` (the
 same model and step written by hand with `jax.numpy` and `lax.scan`), and, when importable,
 ``flax`` (Linen + Optax), ``equinox`` (+ Optax), ``haiku`` (+ Optax) for the MLP and
-``torch`` (PyTorch eager) for every workload. LeNet-5 has its own benchmark
-(`benchmarks/lenet5.py`) and word2vec its own (`benchmarks/word2vec_gensim.py`).
+``torch`` (PyTorch eager) for every workload. ``lenet5``: LeNet-5 with max pooling and ReLU,
+batch 128 of 28×28×1 (``--workloads lenet5`` runs it alone), the step of
+`benchmarks/lenet5.py` (which compares fnn, hand-written JAX and PyTorch more closely), with
+Flax, Equinox and Haiku too. word2vec has its own benchmark (`benchmarks/word2vec_gensim.py`).
 
 Each round times ``--steps`` steps of every implementation in turn (a different order each
 round); a step's time is the median over rounds. For the JAX implementations the table also
@@ -34,7 +36,7 @@ import numpy as np
 import fnn
 from fnn import losses
 from fnn.layers import GRUCell, LSTMCell, RNN, Dense, Embedding, serial
-from fnn.models import mlp
+from fnn.models import lenet5, mlp
 from fnn.optim import sgd
 
 LR = 0.01
@@ -44,6 +46,8 @@ def step_flops(workload: str) -> float:
     """FLOPs of one training step's matrix products: 3 × 2 × the forward's multiply-adds."""
     if workload == "mlp":
         macs = 128 * (784 * 300 + 300 * 100 + 100 * 10)
+    elif workload == "lenet5":  # C1, C3, C5 (multiply-adds per output × outputs), F6, output
+        macs = 128 * (28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10)
     else:
         gates = 4 if workload == "lstm" else 3
         macs = BATCH_LM * T * ((EMBED + HIDDEN) * gates * HIDDEN + HIDDEN * VOCAB)
@@ -57,6 +61,10 @@ def mlp_batch(rng):
     return (rng.random((128, 784), np.float32), rng.integers(0, 10, 128).astype(np.int32))
 
 
+def lenet_batch(rng):
+    return (rng.random((128, 28, 28, 1), np.float32), rng.integers(0, 10, 128).astype(np.int32))
+
+
 def lm_batch(rng):
     ids = rng.integers(0, VOCAB, (BATCH_LM, T + 1)).astype(np.int32)
     return ids[:, :-1], ids[:, 1:]
@@ -68,6 +76,9 @@ def fnn_step(workload, batch):
     if workload == "mlp":
         model = mlp([300, 100, 10])
         shape = (None, 784)
+    elif workload == "lenet5":
+        model = lenet5(pool="max", activation="relu", padding=2)
+        shape = (None, 28, 28, 1)
     else:
         cell = LSTMCell(HIDDEN) if workload == "lstm" else GRUCell(HIDDEN, reset_after=True)
         model = serial(Embedding(VOCAB, EMBED), RNN(cell), Dense(VOCAB))
@@ -147,6 +158,8 @@ def hand_loss(workload):
 
 
 def jax_step(workload, batch):
+    if workload == "lenet5":
+        return lenet_jax_step(batch)
     loss = hand_loss(workload)
 
     @jax.jit
@@ -164,11 +177,41 @@ def jax_step(workload, batch):
     return run, (step, (params[0], x, y))
 
 
+def lenet_jax_step(batch):
+    """LeNet-5 (max-relu) by hand with `lax.conv_general_dilated` / `lax.reduce_window`: the
+    step of `benchmarks/lenet5.py`, from fnn's initial parameters."""
+    from lenet5 import jax_step as lenet5_plain_step  # benchmarks/ is the script's directory
+
+    step = lenet5_plain_step("max", "relu")
+    _, params, _ = lenet5(pool="max", activation="relu", padding=2).init(
+        jax.random.PRNGKey(0), (None, 28, 28, 1))
+    carry = [params]
+    x, y = jnp.asarray(batch[0]), jnp.asarray(batch[1])
+
+    def run():
+        carry[0] = step(carry[0], x, y)
+        return carry[0]["output"]["b"]
+
+    return run, (step, (params, x, y))
+
+
 # ----------------------------------------------------------------------------- peers (optional)
 
 def flax_step(workload, batch):
     import flax.linen as nn
     import optax
+
+    if workload == "lenet5":
+        class LeNet(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding=2)(x)), (2, 2), (2, 2))
+                x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+                x = nn.relu(nn.Conv(120, (5, 5), padding="VALID")(x)).reshape(x.shape[0], -1)
+                return nn.Dense(10)(nn.relu(nn.Dense(84)(x)))
+
+        return _optax_step(LeNet().init(jax.random.PRNGKey(0), batch[0])["params"],
+                           lambda p, x: LeNet().apply({"params": p}, x), batch, optax)
 
     class MLP(nn.Module):
         @nn.compact
@@ -184,6 +227,21 @@ def flax_step(workload, batch):
 def equinox_step(workload, batch):
     import equinox as eqx
     import optax
+
+    if workload == "lenet5":  # Equinox layers take one CHW image; vmapped over the batch
+        k = jax.random.split(jax.random.PRNGKey(0), 5)
+        model = [eqx.nn.Conv2d(1, 6, 5, padding=2, key=k[0]), eqx.nn.Conv2d(6, 16, 5, key=k[1]),
+                 eqx.nn.Conv2d(16, 120, 5, key=k[2]), eqx.nn.Linear(120, 84, key=k[3]),
+                 eqx.nn.Linear(84, 10, key=k[4])]
+        pool = eqx.nn.MaxPool2d(2, 2)
+
+        def image(m, img):
+            h = pool(jax.nn.relu(m[0](jnp.transpose(img, (2, 0, 1)))))
+            h = pool(jax.nn.relu(m[1](h)))
+            h = jax.nn.relu(m[2](h)).reshape(-1)
+            return m[4](jax.nn.relu(m[3](h)))
+
+        return _optax_step(model, lambda m, x: jax.vmap(lambda i: image(m, i))(x), batch, optax)
 
     model = eqx.nn.MLP(784, 10, 300, 1, key=jax.random.PRNGKey(0))  # replaced below: 300-100
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -202,6 +260,17 @@ def equinox_step(workload, batch):
 def haiku_step(workload, batch):
     import haiku as hk
     import optax
+
+    if workload == "lenet5":
+        def lenet(x):
+            pool = lambda h: hk.max_pool(h, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")  # noqa: E731
+            x = pool(jax.nn.relu(hk.Conv2D(6, 5, padding=((2, 2), (2, 2)))(x)))
+            x = pool(jax.nn.relu(hk.Conv2D(16, 5, padding="VALID")(x)))
+            x = jax.nn.relu(hk.Conv2D(120, 5, padding="VALID")(x)).reshape(x.shape[0], -1)
+            return hk.Linear(10)(jax.nn.relu(hk.Linear(84)(x)))
+
+        net = hk.without_apply_rng(hk.transform(lenet))
+        return _optax_step(net.init(jax.random.PRNGKey(0), batch[0]), net.apply, batch, optax)
 
     net = hk.without_apply_rng(hk.transform(lambda x: hk.nets.MLP([300, 100, 10])(x)))
     return _optax_step(net.init(jax.random.PRNGKey(0), batch[0]), net.apply, batch, optax)
@@ -232,6 +301,12 @@ def torch_step(workload, batch):
     import torch
 
     torch.manual_seed(0)
+    if workload == "lenet5":  # benchmarks/lenet5.py's eager step, from fnn's initial parameters
+        from lenet5 import torch_step as lenet5_torch_step
+
+        _, params, _ = lenet5(pool="max", activation="relu", padding=2).init(
+            jax.random.PRNGKey(0), (None, 28, 28, 1))
+        return lenet5_torch_step(torch, "max", "relu", params, batch[0], batch[1]), None
     if workload == "mlp":
         model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(),
                                     torch.nn.Linear(300, 100), torch.nn.ReLU(),
@@ -262,6 +337,7 @@ def torch_step(workload, batch):
 IMPLEMENTATIONS = {"fnn": fnn_step, "jax": jax_step, "flax": flax_step, "equinox": equinox_step,
                    "haiku": haiku_step, "torch": torch_step}
 PEERS_MLP_ONLY = ("flax", "equinox", "haiku")
+PEER_WORKLOADS = ("mlp", "lenet5")  # the workloads the JAX peers (PEERS_MLP_ONLY) also run
 MODULES = {"flax": "flax", "equinox": "equinox", "haiku": "haiku", "torch": "torch"}
 
 
@@ -307,16 +383,16 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--workloads", nargs="+", default=["mlp", "lstm", "gru"])
+    parser.add_argument("--workloads", nargs="+", default=["mlp", "lenet5", "lstm", "gru"])
     parser.add_argument("--out", default="benchmarks/table.json")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     matmul, matmul_times = roofline(), []
     table = {}
     for workload in args.workloads:
-        batch = mlp_batch(rng) if workload == "mlp" else lm_batch(rng)
+        batch = {"mlp": mlp_batch, "lenet5": lenet_batch}.get(workload, lm_batch)(rng)
         names = [n for n in IMPLEMENTATIONS if available(n)
-                 and (workload == "mlp" or n not in PEERS_MLP_ONLY)]
+                 and (workload in PEER_WORKLOADS or n not in PEERS_MLP_ONLY)]
         runs, info = {}, {}
         for name in names:
             run, compiled = IMPLEMENTATIONS[name](workload, batch)

@@ -32,7 +32,7 @@ import numpy as np
 
 from fnn.config import Config, ConfigError, load as load_toml, to_dict
 from fnn.experiment import (build, check as check_run_config, experiment_main, load_data,
-                            write_json)
+                            steps_per_epoch, write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import evaluate, fit
 
@@ -153,7 +153,8 @@ def run(cfg: AugmentationConfig, out, *, data=None, progress: bool = True, log=p
     data = load_data(cfg.data, data_key) if data is None else data
     num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
     model = build(cfg, num_classes)
-    loss, optimizer, augment = parts
+    loss, augment = parts.loss, parts.augment
+    optimizer = parts.optimizer_for(steps_per_epoch(cfg, len(data["train"][0])))
     log(f"{cfg.name}: {len(data['train'][0])} training, {len(data['validation'][0])} "
         f"validation, {len(data['test'][0])} test images; {cfg.train.epochs} epochs, "
         f"{cfg.repeats} run(s) per setting; augmentation: {describe(cfg.augment)} -> {out}")

@@ -34,7 +34,8 @@ import jax
 import numpy as np
 
 from fnn.config import Config, ConfigError, load as load_toml, to_dict
-from fnn.experiment import build, check as check_run_config, experiment_main, load_data, write_json
+from fnn.experiment import (build, check as check_run_config, experiment_main, load_data,
+                            steps_per_epoch, write_json)
 from fnn.plots import available as plots_available, figure, save
 from fnn.train import EarlyStopping, FitResult, evaluate, fit
 
@@ -150,7 +151,8 @@ def run(cfg: Config, out, *, data=None, progress: bool = True, log=print) -> Dic
     started = time.perf_counter()
     num_classes = int(max(int(y.max()) for _, y in data.values())) + 1
     model = build(cfg, num_classes)
-    loss, optimizer = parts.loss, parts.optimizer
+    loss = parts.loss
+    optimizer = parts.optimizer_for(steps_per_epoch(cfg, len(data["train"][0])))
     _, params, state = model.init(init_key, (None, *data["train"][0].shape[1:]))
     stopped, full = train_both(
         model, params, state, data, rule=EarlyStopping(**dataclasses.asdict(cfg.early_stopping)),

@@ -50,6 +50,21 @@ class ModelConfig:
     options: Dict[str, "Value"] = field(default_factory=dict)
     layers: List[Dict[str, "Value"]] = field(default_factory=list)
     EXTRA_KEYS = "options"  # where from_dict puts the keys this schema does not name
+    MLP_KEYS = ("hidden", "activation", "w_init", "dropout", "input_dropout")
+
+    @staticmethod
+    def check_written(raw: Dict[str, Any], prefix: str) -> None:
+        """The table as written (`from_dict` calls this): an MLP key given for another kind would
+        be ignored, even one equal to its default, so it is a `ConfigError`."""
+        kind = raw.get("kind", "mlp")
+        written = [k for k in ModelConfig.MLP_KEYS if k in raw]
+        if kind != "mlp" and written:
+            raise ConfigError(f"config key `{prefix}{written[0]}` is for kind 'mlp'; arguments "
+                              f"of {kind!r} go in [model.options].")
+
+    def unwritten(self) -> tuple:
+        """The fields `to_toml` leaves out: the MLP's keys unless the kind is "mlp"."""
+        return () if self.kind == "mlp" else ModelConfig.MLP_KEYS
 
 
 Scalar = Union[bool, int, float, str]
@@ -63,6 +78,24 @@ class OptimizerConfig:
 
     name: str = "sgd"
     learning_rate: float = 0.1
+    options: Dict[str, Scalar] = field(default_factory=dict)
+    EXTRA_KEYS = "options"  # where from_dict puts the keys this schema does not name
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning rate over training; ``optimizer.learning_rate`` is its initial value.
+
+    ``name``: a schedule of `fnn.optim.schedules.DECAYS` (``cosine_decay``, ``exponential_decay``,
+    ``step_decay``, ``polynomial_decay``, ``inverse_time_decay``, ``constant``); every other key
+    is that schedule's argument (``decay_steps = 15``), checked against its signature. ``unit``:
+    what the schedule's step arguments and ``warmup`` count, ``"epoch"`` (the schedule is read at
+    the fractional epoch ``t / steps_per_epoch``, so it changes every step) or ``"step"``.
+    ``warmup``: a linear warm-up from 0 to the initial value over this many units first."""
+
+    name: str = "constant"
+    unit: str = "epoch"
+    warmup: float = 0.0
     options: Dict[str, Scalar] = field(default_factory=dict)
     EXTRA_KEYS = "options"  # where from_dict puts the keys this schema does not name
 
@@ -101,6 +134,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: Optional[ScheduleConfig] = None
     train: TrainConfig = field(default_factory=TrainConfig)
     early_stopping: Optional[EarlyStoppingConfig] = None
     augment: Optional[AugmentConfig] = None
@@ -166,6 +200,8 @@ def from_dict(raw: Dict[str, Any], schema=Config, prefix: str = ""):
                and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"config key `{prefix}{missing[0]}` is required; it has no default.")
+    if hasattr(schema, "check_written"):  # a rule on the keys as written, defaults or not
+        schema.check_written(raw, prefix)
     values = {k: _convert(v, hints[k], prefix + k) for k, v in raw.items() if k in fields}
     if extra_field:  # an open table: the keys the schema does not name go into one field,
         # added to that field's own entries when it is given too (so to_dict's output round-trips)
@@ -270,8 +306,11 @@ def _toml_items(node) -> Dict[str, Any]:
     optional tables left out."""
     items: Dict[str, Any] = {}
     names = {f.name for f in dataclasses.fields(node)}
+    unwritten = node.unwritten() if hasattr(node, "unwritten") else ()
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
+        if f.name in unwritten:
+            continue
         if f.name == getattr(node, "EXTRA_KEYS", None):
             items.update({k: v for k, v in value.items() if k not in names})
             clashing = {k: v for k, v in value.items() if k in names}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations, checkpoint, init, losses, metrics, optim, plots
 from fnn import config as config_lib
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, ModelConfig,
-                        OptimizerConfig, TrainConfig, to_dict)
+                        OptimizerConfig, ScheduleConfig, TrainConfig, to_dict)
 from fnn.data import as_float, augment, load_mnist, scaling, synthetic
 from fnn.validation import CrossValidation, cross_validate, kfold
 from fnn.core import Layer, init_shapes
@@ -124,10 +126,12 @@ def _check_range(key: str, value, low, high=None, *, low_open=False):
 
 
 class Parts(NamedTuple):
-    """What a checked config builds, once: its loss, optimizer and batch augmentation."""
+    """What a checked config builds, once: its loss, its optimizer (a function of the number of
+    steps per epoch, which a ``[schedule]`` in epochs needs: ``optimizer_for(steps)``) and its
+    batch augmentation."""
 
     loss: Callable
-    optimizer: optim.Optimizer
+    optimizer_for: Callable[[int], optim.Optimizer]
     augment: Optional[Callable]
 
 
@@ -160,7 +164,9 @@ def check(config: Config) -> Parts:
     _checked("model.activation", activations.get, m.activation)
     _checked("model.w_init", init.get, m.w_init)
     _checked("data.scaling", scaling.get, d.scaling)
-    return Parts(_checked("train.loss", losses.get, t.loss), make_optimizer(config.optimizer),
+    optimizer_for = functools.partial(make_optimizer, config.optimizer, config.schedule)
+    optimizer_for(1)  # its names and arguments checked now, before any data is loaded
+    return Parts(_checked("train.loss", losses.get, t.loss), optimizer_for,
                  make_augment(config.augment))
 
 
@@ -214,7 +220,7 @@ def check_model(m: ModelConfig) -> None:
     """``[model]``: a known ``kind``; for "mlp" no builder options, for a `registry.MODELS`
     kind its options checked against the builder, for "layers" every table's ``type`` and
     arguments; a `ConfigError` names the key."""
-    mlp_keys = ("hidden", "activation", "w_init", "dropout", "input_dropout")
+    mlp_keys = ModelConfig.MLP_KEYS
     if m.kind == "mlp":
         if m.options:
             raise ConfigError(f"unknown config key `model.{next(iter(m.options))}`: the mlp "
@@ -253,11 +259,41 @@ def check_model(m: ModelConfig) -> None:
                         strict=False)
 
 
-def make_optimizer(cfg: OptimizerConfig):
-    """The optimizer ``[optimizer]`` names, its other keys checked against the factory's arguments."""
+def make_optimizer(cfg: OptimizerConfig, schedule: Optional[ScheduleConfig] = None,
+                   steps_per_epoch: int = 1):
+    """The optimizer ``[optimizer]`` names, its other keys checked against the factory's
+    arguments; its learning rate follows ``[schedule]`` when there is one (`make_schedule`)."""
     factory = _checked("optimizer.name", optim.get, cfg.name)
     check_arguments("optimizer", cfg.name, factory, cfg.options, ("learning_rate",))
-    return _checked("optimizer", lambda c: factory(c.learning_rate, **c.options), cfg)
+    rate = (cfg.learning_rate if schedule is None
+            else make_schedule(schedule, cfg.learning_rate, steps_per_epoch))
+    return _checked("optimizer", lambda c: factory(rate, **c.options), cfg)
+
+
+def make_schedule(cfg: ScheduleConfig, initial_value: float, steps_per_epoch: int):
+    """The learning-rate schedule of ``[schedule]`` as a function of the step ``t``: the named
+    schedule started at ``initial_value`` and read at ``t / steps_per_epoch`` (unit "epoch") or
+    ``t`` (unit "step"), after a linear warm-up from 0 over ``warmup`` units when it is > 0."""
+    factory = _checked("schedule.name", optim.schedules.get_decay, cfg.name)
+    first = next(iter(inspect.signature(factory).parameters))  # the initial value
+    check_arguments("schedule", cfg.name, factory, cfg.options, (first,), strict=False)
+    if cfg.unit not in ("epoch", "step"):
+        raise ConfigError(f"config key `schedule.unit` must be \"epoch\" or \"step\"; "
+                          f"got {cfg.unit!r}.")
+    _check_range("schedule.warmup", cfg.warmup, 0)
+    schedule = _checked("schedule", lambda o: factory(initial_value, **o), cfg.options)
+    per_unit = steps_per_epoch if cfg.unit == "epoch" else 1
+    if per_unit != 1:
+        in_units = schedule
+        schedule = lambda step: in_units(jnp.asarray(step) / per_unit)  # noqa: E731
+    warmup_steps = round(cfg.warmup * per_unit)
+    return optim.schedules.warmup_then(schedule, warmup_steps) if warmup_steps else schedule
+
+
+def steps_per_epoch(config: Config, num_examples: int) -> int:
+    """The number of batches ``fit`` makes of ``num_examples`` at ``train.batch_size``."""
+    size = config.train.batch_size
+    return 1 if size == "full" else math.ceil(num_examples / size)
 
 
 def make_augment(cfg: Optional[AugmentConfig]):
@@ -316,7 +352,8 @@ def train_config(config: Config, model, parts: Parts, train_data: Split,
     _, params, state = model.init(init_key, (None, *x_train.shape[1:]))
     es = config.early_stopping
     use_es = es is not None and validation_data is not None
-    return fit(model, params, state, train_data, loss=parts.loss, optimizer=parts.optimizer,
+    optimizer = parts.optimizer_for(steps_per_epoch(config, len(x_train)))
+    return fit(model, params, state, train_data, loss=parts.loss, optimizer=optimizer,
                key=fit_key, epochs=config.train.epochs, batch_size=config.train.batch_size,
                validation_data=validation_data,
                early_stopping=EarlyStopping(**dataclasses.asdict(es)) if use_es else None,

@@ -3,8 +3,16 @@ persistent compilation cache, long tests first."""
 import os
 from pathlib import Path
 
-import jax
-import pytest
+# Most of the suite's time is XLA compiling small functions. LLVM's optimization passes are a
+# third of that and buy nothing for arrays of a few elements: the tests compile without them
+# (set before JAX starts its backend; the same level for every program of a run, so results
+# compared between compiled programs stay bit-for-bit comparable). A level already set wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -1,4 +1,6 @@
 """Configs: every key is checked (name and type) before any training starts."""
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,48 @@ def test_optimizer_options_reach_the_optimizer():
     for _ in range(2):  # classic momentum: v1 = η g, v2 = γ v1 + η g
         updates, state = opt.update({"w": jnp.ones(1)}, state, {"w": jnp.zeros(1)})
     assert float(updates["w"][0]) == pytest.approx(-(0.9 * 0.5 + 0.5))
+
+
+def test_a_schedule_in_epochs_follows_the_step_count():
+    # cosine over 4 epochs of 10 steps after a 1-epoch linear warm-up, from η0 = 0.2
+    config = from_dict({"optimizer": {"name": "sgd", "learning_rate": 0.2},
+                        "train": {"batch_size": 10},
+                        "schedule": {"name": "cosine_decay", "decay_steps": 4, "warmup": 1}})
+    parts = check(config)
+    from fnn.experiment import make_schedule, steps_per_epoch
+    steps = steps_per_epoch(config, 95)  # 9 full batches and a padded one
+    assert steps == 10
+    rate = make_schedule(config.schedule, 0.2, steps)
+    expected = [0.2 * t / 10 if t < 10 else 0.1 * (1 + math.cos(math.pi * min(t - 10, 40) / 40))
+                for t in range(0, 60, 5)]
+    assert [float(rate(t)) for t in range(0, 60, 5)] == pytest.approx(expected, abs=1e-6)
+    # the optimizer's update uses the rate of its step: η_t g with g = 1 at t = 0, 1, 2
+    import jax.numpy as jnp
+    opt = parts.optimizer_for(steps)
+    state = opt.init({"w": jnp.zeros(1)})
+    for t in range(3):
+        updates, state = opt.update({"w": jnp.ones(1)}, state, {"w": jnp.zeros(1)})
+        assert float(updates["w"][0]) == pytest.approx(-0.2 * t / 10, abs=1e-7)
+    # unit "step": the arguments count steps; full batch is one step per epoch
+    config = from_dict({"train": {"batch_size": "full"}, "schedule": {
+        "name": "step_decay", "decay_factor": 0.5, "decay_every": 3, "unit": "step"}})
+    assert steps_per_epoch(config, 95) == 1
+    rate = make_schedule(config.schedule, 1.0, 7)
+    assert [float(rate(t)) for t in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ({"name": "cosine"}, "`schedule.name`: unknown schedule 'cosine'; expected one of"),
+    ({"name": "cosine_decay"}, "`schedule.decay_steps` is required by cosine_decay"),
+    ({"name": "cosine_decay", "decay_stps": 3}, "unknown config key `schedule.decay_stps`"),
+    ({"name": "cosine_decay", "decay_steps": 3, "unit": "epochs"},
+     "`schedule.unit` must be \"epoch\" or \"step\"; got 'epochs'"),
+    ({"name": "cosine_decay", "decay_steps": 3, "warmup": -1}, "`schedule.warmup` must be >= 0"),
+    ({"name": "cosine_decay", "decay_steps": 0}, "config key `schedule`: cosine_decay"),
+])
+def test_bad_schedules_are_named_before_training(schedule, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check(from_dict({"schedule": schedule}))
 
 
 def test_a_required_key_is_named_and_to_dict_round_trips():

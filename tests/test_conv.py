@@ -323,8 +323,8 @@ def test_course_manual_backprop_matches_grad():
         y, _ = layer.apply({"w": w_}, {}, x_)
         return jnp.sum(y * delta)
 
-    gw, gx = jax.grad(loss, argnums=(0, 1))(jnp.asarray(w, jnp.float32),
-                                            jnp.asarray(x, jnp.float32))
+    gw, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(w, jnp.float32),
+                                                     jnp.asarray(x, jnp.float32))
     rotated = np.swapaxes(w[::-1, ::-1], -1, -2)  # (3, 2, F=3, C=2)
     dx = np_conv(delta, rotated, None, (1, 1), [(2, 2), (1, 1)], (1, 1))
     dw = np.zeros_like(w)

@@ -1,9 +1,9 @@
-"""The fast lowerings equal the plain ones: convolution as a product over patches against
-`jax.lax.conv_general_dilated`, pooling over non-overlapping windows as reshape + reduce against
-`jax.lax.reduce_window`: forward values and gradients (reverse and forward mode), in float64, on
-random shapes over the stride/padding/dilation combinations each fast path is chosen for. Each
-case is one jitted function computing both lowerings' values, gradients and tangents."""
-import itertools
+"""The fast lowerings equal the plain ones: convolution as a product over patches and with its
+weight gradient as one product per kernel offset against `jax.lax.conv_general_dilated`,
+pooling over non-overlapping windows as strided slices against `jax.lax.reduce_window`: forward
+values and gradients (reverse and forward mode), in float64, on random shapes over the
+stride/padding/dilation combinations each fast path is chosen for. Each case is one jitted
+function computing every lowering's values, gradients and tangents."""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +13,8 @@ import pytest
 from fnn.core import LayerError, init_shapes
 from fnn.layers import AvgPool1D, AvgPool2D, Conv1D, Conv2D, MaxPool1D, MaxPool2D, MinPool2D
 from fnn.layers.conv import (
-    PATCHES_MAX_CHANNELS, check_padding, conv_patches, conv_xla, padding_pairs)
+    OFFSETS_MAX_POSITIONS, PATCHES_MAX_CHANNELS, check_padding, conv_offsets, conv_patches,
+    conv_xla, padding_pairs)
 
 RNG = np.random.default_rng(7)
 
@@ -47,7 +48,8 @@ def _conv_cases():
 
 @pytest.mark.parametrize("case", _conv_cases(),
                          ids=lambda c: f"{c[0]}d-{c[4]}-{c[5]}-{c[6]}-{c[7]}")
-def test_patches_equal_conv_general_dilated(x64, case):
+def test_fast_convolutions_equal_conv_general_dilated(x64, case):
+    """conv_patches and conv_offsets: values, both gradients and forward-mode tangents."""
     ndim, sizes, c, f, kernel, strides, padding, dilation = case
     tup = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
     strides, dilation = tup(strides), tup(dilation)
@@ -60,49 +62,59 @@ def test_patches_equal_conv_general_dilated(x64, case):
     tangents = (RNG.normal(size=x.shape), RNG.normal(size=w.shape))
 
     @jax.jit
-    def both():
+    def every():
         results = []
-        for conv in (conv_xla, conv_patches):
+        for conv in (conv_xla, conv_patches, conv_offsets):
             f = lambda x_, w_: conv(x_, w_, strides, pads, dilation)  # noqa: E731
             y, grads = _vjp(f, (x, w), cotangent)
             results.append((y, grads, jax.jvp(f, (x, w), tangents)[1]))
         return results
-    (y_ref, grads_ref, dy_ref), (y, grads, dy) = both()
-    assert y.shape == y_ref.shape and y.dtype == jnp.float64
-    _close(y, y_ref)
-    _close(grads[0], grads_ref[0])
-    _close(grads[1], grads_ref[1])
-    _close(dy, dy_ref)
+    (y_ref, grads_ref, dy_ref), *fast = every()
+    for y, grads, dy in fast:
+        assert y.shape == y_ref.shape and y.dtype == jnp.float64
+        _close(y, y_ref)
+        _close(grads[0], grads_ref[0])
+        _close(grads[1], grads_ref[1])
+        _close(dy, dy_ref)
 
 
-def test_layer_lowerings_agree_and_auto_picks_by_channels(x64):
-    """The layer with lowering="patches" and "xla" (true convolution, bias, strides, padding):
-    the same outputs and parameter gradients; "auto" takes the patches for few input channels
-    and XLA's convolution for many or for groups."""
+def test_layer_lowerings_agree_and_auto_picks_by_shape(x64):
+    """The layer with lowering="patches", "offsets" and "xla" (true convolution, bias, strides,
+    padding): the same outputs and parameter gradients; "auto" takes the patches for few input
+    channels, the offsets for more channels and a small output grid, XLA's convolution
+    otherwise and for groups."""
     x = RNG.normal(size=(3, 9, 8, 2))
     kwargs = dict(strides=(2, 1), padding="SAME", dilation=(1, 2), flip_kernel=True,
                   dtype=jnp.float64)
-    fast, plain = Conv2D(4, 3, lowering="patches", **kwargs), Conv2D(4, 3, lowering="xla", **kwargs)
-    _, shapes, _ = init_shapes(plain, x.shape)
+    layers = [Conv2D(4, 3, lowering=lowering, **kwargs)
+              for lowering in ("xla", "patches", "offsets")]
+    _, shapes, _ = init_shapes(layers[0], x.shape)
     params = jax.tree_util.tree_map(lambda a: RNG.normal(size=a.shape), shapes)
 
     @jax.jit
-    def both(p):
+    def every(p):
         return [jax.value_and_grad(lambda p_: jnp.sum(jnp.sin(layer.apply(p_, {}, x)[0])))(p)
-                for layer in (fast, plain)]
-    (v_fast, g_fast), (v_plain, g_plain) = both(params)
-    _close(v_fast, v_plain)
-    _close(g_fast["w"], g_plain["w"])
-    _close(g_fast["b"], g_plain["b"])
+                for layer in layers]
+    (v_plain, g_plain), *fast = every(params)
+    for v_fast, g_fast in fast:
+        _close(v_fast, v_plain)
+        _close(g_fast["w"], g_plain["w"])
+        _close(g_fast["b"], g_plain["b"])
 
-    def primitives(layer, shape):
-        _, p, _ = init_shapes(layer, shape)
-        p = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape), p)
-        return str(jax.make_jaxpr(lambda x_: layer.apply(p, {}, x_)[0])(jnp.zeros(shape)))
+    def primitives(layer, shape):  # traced on shapes only: nothing is initialized or compiled
+        _, p, _ = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), shape))
+        return str(jax.make_jaxpr(lambda p_, x_: layer.apply(p_, {}, x_)[0])(
+            p, jax.ShapeDtypeStruct(shape, jnp.float32)))
     assert "conv_general_dilated" not in primitives(Conv2D(6, 5), (2, 12, 12, 1))
-    assert "conv_general_dilated" in primitives(Conv2D(6, 3), (2, 8, 8, PATCHES_MAX_CHANNELS + 1))
-    assert "conv_general_dilated" in primitives(Conv2D(4, 3, groups=2), (2, 8, 8, 2))
     assert "conv_general_dilated" not in primitives(Conv1D(3, 2), (2, 8, 1))
+    many = PATCHES_MAX_CHANNELS + 1
+    assert "custom_jvp_call" in primitives(Conv2D(6, 3), (2, 8, 8, many))  # 6×6 positions
+    side = int(OFFSETS_MAX_POSITIONS ** 0.5) + 1  # more positions than the offsets take
+    plain = primitives(Conv2D(6, 1), (1, side, side, many))
+    assert "conv_general_dilated" in plain and "custom_jvp_call" not in plain
+    assert "custom_jvp_call" not in primitives(Conv2D(6, 3), (2, 3, 3, many))  # 1 position
+    grouped = primitives(Conv2D(4, 3, groups=2), (2, 8, 8, 2))
+    assert "conv_general_dilated" in grouped and "custom_jvp_call" not in grouped
 
 
 def test_lowering_errors_name_the_layer():
@@ -110,8 +122,10 @@ def test_lowering_errors_name_the_layer():
         Conv2D(4, 3, lowering="fft")
     with pytest.raises(LayerError, match=r"lowering='patches', which needs groups=1"):
         init_shapes(Conv2D(4, 3, groups=2, lowering="patches"), (1, 6, 6, 2))
-    with pytest.raises(ValueError, match=r"MaxPool2D: lowering='reshape' needs non-overlapping"):
-        MaxPool2D(3, 2, lowering="reshape")
+    with pytest.raises(LayerError, match=r"lowering='offsets', which needs groups=1"):
+        init_shapes(Conv2D(4, 3, groups=2, lowering="offsets"), (1, 6, 6, 2))
+    with pytest.raises(ValueError, match=r"MaxPool2D: lowering='slices' needs non-overlapping"):
+        MaxPool2D(3, 2, lowering="slices")
     with pytest.raises(ValueError, match=r"AvgPool2D: `lowering` must be one of"):
         AvgPool2D(2, lowering="patches")
 
@@ -131,14 +145,14 @@ POOL_CASES = [  # layer, window, padding, input sizes (some not multiples of the
 
 @pytest.mark.parametrize("layer,window,padding,sizes", POOL_CASES,
                          ids=lambda v: getattr(v, "__name__", str(v)))
-def test_reshape_pooling_equals_reduce_window(x64, layer, window, padding, sizes):
+def test_slice_pooling_equals_reduce_window(x64, layer, window, padding, sizes):
     """Integer-valued inputs with many ties: the gradient goes to the same single winner (the
     first in the window) as reduce_window's. Forward mode is checked as the adjoint of
     reduce_window's reverse mode, ⟨J t, c⟩ = ⟨t, Jᵀ c⟩: reduce_window's own forward-mode rule
     (select_and_gather_add) picks another winner on ties when the input is padded."""
     x = RNG.integers(0, 3, size=(2,) + sizes + (3,)).astype(np.float64)
     extra = {"count_include_pad": True} if layer is AvgPool2D and padding == "SAME" else {}
-    fast = layer(window, padding=padding, lowering="reshape", **extra)
+    fast = layer(window, padding=padding, lowering="slices", **extra)
     plain = layer(window, padding=padding, lowering="xla", **extra)
     out_shape, _, _ = init_shapes(plain, x.shape)
     cotangent, tangent = RNG.normal(size=out_shape), RNG.normal(size=x.shape)
@@ -158,7 +172,7 @@ def test_reshape_pooling_equals_reduce_window(x64, layer, window, padding, sizes
     _close(jnp.vdot(dy, cotangent), jnp.vdot(tangent, g_ref))
 
 
-def test_auto_pooling_reshapes_only_non_overlapping_windows():
+def test_auto_pooling_slices_only_non_overlapping_windows():
     def primitives(layer):
         return str(jax.make_jaxpr(lambda x_: layer.apply({}, {}, x_)[0])(jnp.zeros((1, 6, 6, 2))))
     assert "reduce_window" not in primitives(MaxPool2D(2))

@@ -96,6 +96,9 @@ def test_builder_options_reach_the_builder():
     ({"kind": "lenet5", "num_classes": 3}, "unknown config key `model.num_classes`"),
     ({"kind": "lenet5", "padding": "two"}, "`model.padding` must be int"),
     ({"kind": "keras_cnn", "hidden": [10]}, "`model.hidden` is for kind 'mlp'"),
+    # written, it is refused even when equal to the MLP's default (it would be ignored)
+    ({"kind": "keras_cnn", "activation": "relu"}, "`model.activation` is for kind 'mlp'; "
+                                                  "arguments of 'keras_cnn' go in"),
     ({"kind": "resnet", "depth": 19}, "depth"),  # the builder's own check, under `model`
     ({"kind": "mlp", "hiden": [10]}, "unknown config key `model.hiden`: the mlp takes hidden"),
     ({"kind": "lenet5", "layers": [{"type": "relu"}]}, "`model.layers` needs `model.kind`"),
@@ -113,8 +116,8 @@ def test_builder_options_reach_the_builder():
      "`model.layers[0].name` must be an identifier"),
 ])
 def test_bad_model_configs_are_rejected_naming_the_key(model, message):
-    config = run_config(model)
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(ConfigError) as error:  # reading the table, checking or building it
+        config = run_config(model)
         check(config)
         build(config, 10)
     assert message in str(error.value)

@@ -33,7 +33,8 @@ def test_mesh_checks_its_shape_and_fit_checks_its_mesh():
 
 @pytest.mark.slow
 def test_one_device_and_eight_train_the_same_models():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    flags = os.environ.get("XLA_FLAGS", "")  # conftest's optimization level, kept
+    env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
                           timeout=600)

@@ -26,14 +26,21 @@ slices into a matrix ``P`` of shape ``(K·K'·C, N·Q·Q')`` (channels first) an
 ``yᵀ = wᵀ P`` as one matrix product ``(F, K·K'·C) × (K·K'·C, N·Q·Q')`` (im2col). XLA:CPU's
 convolution is slow for few input channels (LeNet-5's first layer has one), the patch product
 is fast there, and its gradients (slices transpose to pads, the product to two products) are too.
+``"offsets"`` keeps XLA's convolution for the value and the input gradient but computes the
+weight gradient as one matrix product per kernel offset, ``∂L/∂w[k] = x_kᵀ · ∂L/∂y`` with
+``x_k`` the input slice the offset ``k`` sees (a `jax.custom_jvp`, see `conv_offsets`):
+XLA:CPU's weight-gradient convolution is slow when the output grid is small (LeNet-5's C3).
 ``"auto"`` (the default) takes ``"patches"`` for ungrouped convolutions with at most
-`PATCHES_MAX_CHANNELS` input channels, else ``"xla"`` (measured in ``benchmarks/lenet5.py``).
+`PATCHES_MAX_CHANNELS` input channels, ``"offsets"`` for other ungrouped ones with between 2
+and `OFFSETS_MAX_POSITIONS` output positions per example, else ``"xla"`` (measured in
+``benchmarks/lenet5.py``; see `conv_lowering`).
 
 The helpers `spatial_tuple`, `padding_pairs` and `window_output_size` are shared with
 `fnn.layers.pooling`.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -41,6 +48,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from fnn import init as initializers
 from fnn.checks import check_int
@@ -175,12 +183,18 @@ def _describe(kernel, strides, padding, dilation, groups=1):
 
 # ----------------------------------------------------------------------------- lowerings
 
-LOWERINGS = ("auto", "xla", "patches")
+LOWERINGS = ("auto", "xla", "patches", "offsets")
 # "auto" uses patches up to this many input channels (ungrouped). Measured on 2 CPU cores
 # (benchmarks/README.md): in isolation the patches are 3.3× faster than XLA for C = 1, 1.1×
 # for C = 2…4; inside LeNet-5's step, patches for C1 (C = 1) make the step faster but for C3
 # (C = 6) clearly slower.
 PATCHES_MAX_CHANNELS = 3
+# "auto" uses "offsets" for ungrouped convolutions with more channels whose output has between
+# 2 and this many positions per example: XLA:CPU's weight-gradient convolution is slow when
+# the output grid (the "kernel" of that convolution) is small but not a single position
+# (LeNet-5's C3, 10×10: forward + gradients 1.4× faster; 11×11 with 64 → 128 channels: 1.9×;
+# 28×28 with 64 → 64 channels: slower; a 1×1 output: slower).
+OFFSETS_MAX_POSITIONS = 256
 
 
 def check_lowering(where: str, lowering: str, choices: Sequence[str] = LOWERINGS) -> str:
@@ -191,13 +205,19 @@ def check_lowering(where: str, lowering: str, choices: Sequence[str] = LOWERINGS
     return lowering
 
 
-def conv_lowering(lowering: str, channels: int, groups: int) -> str:
-    """The lowering ``"auto"`` stands for: ``"patches"`` for an ungrouped convolution of at most
-    `PATCHES_MAX_CHANNELS` input channels, ``"xla"`` otherwise; an explicit choice is kept
-    (``"patches"`` needs ``groups = 1``)."""
-    if lowering == "auto":
-        return "patches" if groups == 1 and channels <= PATCHES_MAX_CHANNELS else "xla"
-    return lowering
+def conv_lowering(lowering: str, channels: int, groups: int, out_positions: int) -> str:
+    """The lowering ``"auto"`` stands for, for a convolution of ``channels`` input channels
+    whose output has ``out_positions`` positions per example: ``"patches"`` for an ungrouped
+    convolution of at most `PATCHES_MAX_CHANNELS` input channels, ``"offsets"`` for other
+    ungrouped ones with ``2 <= out_positions <=`` `OFFSETS_MAX_POSITIONS`, ``"xla"`` otherwise;
+    an explicit choice is kept (``"patches"`` and ``"offsets"`` need ``groups = 1``)."""
+    if lowering != "auto":
+        return lowering
+    if groups != 1:
+        return "xla"
+    if channels <= PATCHES_MAX_CHANNELS:
+        return "patches"
+    return "offsets" if 2 <= out_positions <= OFFSETS_MAX_POSITIONS else "xla"
 
 
 def conv_xla(x, w, strides, pads, dilation, groups: int = 1):
@@ -224,14 +244,69 @@ def conv_patches(x, w, strides, pads, dilation):
     xt = jnp.pad(jnp.moveaxis(x, -1, 0), ((0, 0), (0, 0)) + tuple(pads))
     out = tuple((xt.shape[2 + a] - dilation[a] * (kernel[a] - 1) - 1) // strides[a] + 1
                 for a in range(ndim))
-    cols = [xt[(slice(None), slice(None)) + tuple(
-                slice(o * d, o * d + (q - 1) * s + 1, s)
-                for o, d, q, s in zip(offsets, dilation, out, strides))]
-            for offsets in itertools.product(*map(range, kernel))]
-    patches = jnp.stack(cols, 0).reshape(math.prod(kernel) * channels,
-                                         x.shape[0] * math.prod(out))
+    # one spatial axis at a time (5 + 5 slices for a 5×5 kernel instead of 25 slices of the
+    # whole padded input): after axis a, patches[k_0, …, k_a, C, N, out_0, …, out_a, M_{a+1}, …]
+    patches = xt
+    for a in range(ndim):
+        patches = jnp.stack([jax.lax.slice_in_dim(patches, o * dilation[a],
+                                                  o * dilation[a] + (out[a] - 1) * strides[a] + 1,
+                                                  strides[a], 2 * a + 2)
+                             for o in range(kernel[a])], a)
+    patches = patches.reshape(math.prod(kernel) * channels, x.shape[0] * math.prod(out))
     y_t = jnp.matmul(w.reshape(-1, features).T, patches)
     return jnp.moveaxis(y_t.reshape((features, x.shape[0]) + out), 0, -1)
+
+
+def _offset_slices(x, kernel, strides, pads, dilation):
+    """The strided slices ``x_pad[:, k·d : k·d + (Q − 1)·S + 1 : S, …, :]`` (N, *out, C) of the
+    padded NHWC input, one per kernel offset ``k`` in row-major order (as ``w`` is laid out),
+    and the output sizes ``out``."""
+    ndim = x.ndim - 2
+    x_pad = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    out = tuple((x_pad.shape[1 + a] - dilation[a] * (kernel[a] - 1) - 1) // strides[a] + 1
+                for a in range(ndim))
+    cols = [x_pad[(slice(None),) + tuple(slice(o * d, o * d + (q - 1) * s + 1, s)
+                                         for o, d, q, s in zip(offsets, dilation, out, strides))]
+            for offsets in itertools.product(*map(range, kernel))]
+    return cols, out
+
+
+def conv_offset_products(x, w, strides, pads, dilation):
+    """The same correlation as `conv_xla` (groups 1) as a sum of one matrix product per kernel
+    offset: ``y = Σ_k x_k.reshape(N·Q·Q', C) · w[k]`` (C, F), reshaped to (N, *out, F). As a
+    function of ``w`` its transpose is ``∂L/∂w[k] = x_kᵀ · ∂L/∂y`` (C, N·Q·Q') × (N·Q·Q', F):
+    K·K' products with a long contraction, which XLA:CPU computes faster than its own
+    weight-gradient convolution for LeNet-5's C3."""
+    ndim = x.ndim - 2
+    kernel, (channels, features) = w.shape[:ndim], w.shape[ndim:]
+    cols, out = _offset_slices(x, kernel, strides, pads, dilation)
+    w_rows = w.reshape((-1, channels, features))
+    y = functools.reduce(jnp.add, [col.reshape(-1, channels) @ w_rows[k]
+                                   for k, col in enumerate(cols)])
+    return y.reshape((x.shape[0],) + out + (features,))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def conv_offsets(x, w, strides, pads, dilation):
+    """The correlation of `conv_xla` (groups 1), its value and input derivative computed by
+    XLA's convolution, its weight derivative by `conv_offset_products`: the tangent is
+    ``conv_xla(ẋ, w) + conv_offset_products(x, ẇ)``, which JAX transposes to XLA's usual input
+    gradient and to the weight gradient as one matrix product per kernel offset,
+    ``∂L/∂w[k] = x_kᵀ · ∂L/∂y``."""
+    return conv_xla(x, w, strides, pads, dilation)
+
+
+def _conv_offsets_jvp(strides, pads, dilation, primals, tangents):
+    (x, w), (x_dot, w_dot) = primals, tangents
+    parts = []
+    if not isinstance(x_dot, SymbolicZero):
+        parts.append(conv_xla(x_dot, w, strides, pads, dilation))
+    if not isinstance(w_dot, SymbolicZero):
+        parts.append(conv_offset_products(x, w_dot, strides, pads, dilation))
+    return conv_offsets(x, w, strides, pads, dilation), functools.reduce(jnp.add, parts)
+
+
+conv_offsets.defjvp(_conv_offsets_jvp, symbolic_zeros=True)
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -261,8 +336,8 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
             raise LayerError(name, f"splits its channels into groups={n_groups}; the input's "
                                    f"{channels} channels and the {n_out} filters must both be "
                                    f"divisible by it.")
-        if lowering == "patches" and n_groups != 1:
-            raise LayerError(name, f"uses lowering='patches', which needs groups=1; it has "
+        if lowering not in ("auto", "xla") and n_groups != 1:
+            raise LayerError(name, f"uses lowering={lowering!r}, which needs groups=1; it has "
                                    f"groups={n_groups}.")
         pads = padding_pairs(padding, input_shape[1:-1], window, strides)
         out = check_windows(name, input_shape, window, strides, pads)
@@ -279,8 +354,13 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
         pads = padding_pairs(padding, x.shape[1:-1], window, strides)
         if flip_kernel:
             w = _flip(w, ndim)
-        if conv_lowering(lowering, x.shape[-1], n_groups) == "patches":
+        out = (window_output_size(m, k, s, p)
+               for m, k, s, p in zip(x.shape[1:-1], window, strides, pads))
+        chosen = conv_lowering(lowering, x.shape[-1], n_groups, math.prod(out))
+        if chosen == "patches":
             y = conv_patches(x, w.astype(x.dtype), strides, pads, dilation)
+        elif chosen == "offsets":
+            y = conv_offsets(x, w.astype(x.dtype), strides, pads, dilation)
         else:
             y = conv_xla(x, w.astype(x.dtype), strides, pads, dilation, n_groups)
         if use_bias:
@@ -331,8 +411,8 @@ def Conv2D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID",
     ``flip_kernel=True`` computes the true convolution (kernel rotated 180°) instead of the
     cross-correlation. Output size per axis: ``Q = ⌊(M + P_lo + P_hi − d(K−1) − 1)/S⌋ + 1``.
     A kernel larger than the padded input, or channels not divisible by ``groups``, is a
-    `LayerError` at init. ``lowering``: ``"auto"``, ``"xla"`` or ``"patches"`` (see the module
-    docstring; the same numbers up to rounding, only the speed differs).
+    `LayerError` at init. ``lowering``: ``"auto"``, ``"xla"``, ``"patches"`` or ``"offsets"``
+    (see the module docstring; the same numbers up to rounding, only the speed differs).
     """
     return _conv_layer(2, features, kernel_size, strides, padding, dilation, groups, use_bias,
                        flip_kernel, w_init, b_init, dtype, lowering)
@@ -479,6 +559,7 @@ def Conv2DTranspose(features: int, kernel_size, *, strides=1, padding: Padding =
 
 
 __all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "LOWERINGS",
-           "PATCHES_MAX_CHANNELS", "SeparableConv2D", "check_lowering", "check_padding",
-           "check_spatial_input", "check_windows", "conv_lowering", "conv_patches", "conv_xla",
+           "OFFSETS_MAX_POSITIONS", "PATCHES_MAX_CHANNELS", "SeparableConv2D", "check_lowering",
+           "check_padding", "check_spatial_input", "check_windows", "conv_lowering",
+           "conv_offset_products", "conv_offsets", "conv_patches", "conv_xla",
            "padding_pairs", "spatial_tuple", "window_output_size"]

@@ -16,13 +16,15 @@ Gradients (the course's rules): max pooling routes each output delta to the winn
 (on a tie, the first winner in row-major order within the window, as `jax.lax.reduce_window`'s
 gradient does); average pooling spreads it evenly, ``1/(K·K')`` to each cell of the window.
 
-Lowering: ``"xla"`` is one `jax.lax.reduce_window`. ``"reshape"`` works for non-overlapping
+Lowering: ``"xla"`` is one `jax.lax.reduce_window`. ``"slices"`` works for non-overlapping
 windows (stride = window): the input, padded with the identity (−∞, +∞ or 0) and cut to
-``Q·K`` cells per axis, is reshaped to (batch, Q, K, Q', K', C) and reduced over the window
-axes; max/min get their derivative from `window_choice` (the tangent of the first winner), so
-the backward pass is a cheap mask instead of XLA:CPU's slow ``select_and_scatter``.
-``"auto"`` (the default) takes ``"reshape"`` whenever the windows do not overlap. Both give the
-same numbers (sums up to float rounding) and the same gradients.
+``Q·K`` cells per axis, is split into its K·K' strided cells ``x[:, k::K, k'::K', :]``, which
+are combined elementwise (`window_reduce`; 2–3× faster than reducing a reshaped
+(batch, Q, K, Q', K', C) array on XLA:CPU). Its derivative reads the tangent through that
+reshape, and max/min take the tangent of the first winner (its offset found once in the forward
+pass), so the backward pass is a masked broadcast instead of XLA:CPU's slow
+``select_and_scatter``. ``"auto"`` (the default) takes ``"slices"`` whenever the windows do
+not overlap. Both give the same numbers (sums up to float rounding) and the same gradients.
 """
 from __future__ import annotations
 
@@ -42,54 +44,71 @@ from fnn.layers.conv import (
 _REDUCERS = {"max": (jax.lax.max, -math.inf), "min": (jax.lax.min, math.inf),
              "avg": (jax.lax.add, 0.0)}
 _DISPLAY = {"max": "MaxPool", "min": "MinPool", "avg": "AvgPool"}
-LOWERINGS = ("auto", "xla", "reshape")
+LOWERINGS = ("auto", "xla", "slices")
+_COMBINE = {"max": jnp.maximum, "min": jnp.minimum, "sum": jnp.add}
 
 
-def window_blocks(x, window, pads, identity):
-    """x (N, *spatial, C), padded by ``pads`` with ``identity`` and cut to ``Q·K`` cells per
-    axis (``Q = ⌊(M + P_lo + P_hi − K)/K⌋ + 1``), reshaped to (N, Q, K, Q', K', …, C): the
-    non-overlapping windows of a pooling with stride = window."""
-    ndim = x.ndim - 2
+def window_cells(x, window, pads, identity):
+    """Non-overlapping windows (stride = window) of x (N, *spatial, C): x padded by ``pads``
+    with ``identity`` and cut to ``Q = ⌊(M + P_lo + P_hi − K)/K⌋ + 1`` windows per axis
+    (N, Q·K, Q'·K', …, C), and its cells: one strided slice ``x[:, k::K, k'::K', …, :]``
+    (N, Q, Q', …, C) per window offset ``(k, k', …)`` in row-major order."""
     if any(p != (0, 0) for p in pads):
         x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=identity)
     out = tuple(m // k for m, k in zip(x.shape[1:-1], window))
     x = x[(slice(None),) + tuple(slice(0, q * k) for q, k in zip(out, window))]
+    cells = tuple(x[(slice(None),) + tuple(slice(o, None, k) for o, k in zip(offsets, window))]
+                  for offsets in itertools.product(*map(range, window)))
+    return x, cells
+
+
+def _blocks(x, window):
+    """x (N, Q·K, Q'·K', …, C) as (N, Q, K, Q', K', …, C) and the window axes (2, 4, …)."""
+    ndim = x.ndim - 2
+    out = tuple(m // k for m, k in zip(x.shape[1:-1], window))
     shape = (x.shape[0],) + tuple(d for q, k in zip(out, window) for d in (q, k)) + (x.shape[-1],)
     return x.reshape(shape), tuple(range(2, 2 * ndim + 1, 2))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def window_choice(blocks, axes, op: str):
-    """``max`` (``op="max"``) or ``min`` of ``blocks`` over the window ``axes``. Its derivative
-    is the tangent of the first winner in row-major order over the window (``y = x[k*]``,
-    ``ẏ = ẋ[k*]``), which is `jax.lax.reduce_window`'s choice; its transpose sends each
-    output delta to that one cell."""
-    return jnp.max(blocks, axes) if op == "max" else jnp.min(blocks, axes)
+def window_reduce(x, window, op: str):
+    """The ``max``, ``min`` or ``sum`` (``op``) over each non-overlapping window of x
+    (N, Q·K, Q'·K', …, C), computed as an elementwise max/min/sum of its strided cells:
+    (N, Q, Q', …, C).
+
+    Derivatives: for the sum, the sum of the tangents over the window; for max/min, the
+    tangent of the first winner in row-major order over the window (``y = x[k*]``,
+    ``ẏ = ẋ[k*]``), which is `jax.lax.reduce_window`'s choice, the winner's offset ``k*``
+    found once in the forward pass. The tangent is read through the window blocks
+    (N, Q, K, Q', K', …, C) of ``ẋ``, so the transpose is one (masked) broadcast of the output
+    delta reshaped to the input, not a sum of padded strided slices."""
+    cells = window_cells(x, window, ((0, 0),) * len(window), 0.0)[1]
+    return functools.reduce(_COMBINE[op], cells)
 
 
-@window_choice.defjvp
-def _window_choice_jvp(axes, op, primals, tangents):
-    (blocks,), (dot,) = primals, tangents
-    y = window_choice(blocks, axes, op)
-    offsets = list(itertools.product(*(range(blocks.shape[a]) for a in axes)))
-
-    def cell(a, offset):
-        index = [slice(None)] * blocks.ndim
-        for axis, o in zip(axes, offset):
-            index[axis] = o
-        return a[tuple(index)]
-
+def _window_reduce_jvp(window, op, primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    blocks, axes = _blocks(x_dot, window)
+    if op == "sum":
+        return window_reduce(x, window, op), jnp.sum(blocks, axes)
+    cells = window_cells(x, window, ((0, 0),) * len(window), 0.0)[1]
     # a running winner over the window in row-major order, replaced only by a strictly better
     # cell (so the first of tied cells stays). Comparing the cells with each other, never with
     # y: XLA may recompute the cells in another fusion, a last-bit different copy of y would
     # then match no cell.
     better = jnp.greater if op == "max" else jnp.less
-    best, dy = cell(blocks, offsets[0]), cell(dot, offsets[0])
-    for offset in offsets[1:]:
-        take = better(cell(blocks, offset), best)
-        best = jnp.where(take, cell(blocks, offset), best)
-        dy = jnp.where(take, cell(dot, offset), dy)
-    return y, dy
+    best, winner = cells[0], jnp.zeros(cells[0].shape, jnp.int32)
+    for k, cell in enumerate(cells[1:], 1):
+        take = better(cell, best)
+        best = jnp.where(take, cell, best)
+        winner = jnp.where(take, k, winner)
+    offset = sum(jax.lax.broadcasted_iota(jnp.int32, blocks.shape, a) * math.prod(window[i + 1:])
+                 for i, a in enumerate(axes))
+    chosen = offset == jnp.expand_dims(winner, axes)
+    return best, jnp.sum(jnp.where(chosen, blocks, jnp.zeros((), blocks.dtype)), axes)
+
+
+window_reduce.defjvp(_window_reduce_jvp)
 
 
 def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool,
@@ -98,8 +117,8 @@ def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool,
     check_lowering(label, lowering, LOWERINGS)
     window = spatial_tuple(label, "window", window, ndim)
     strides = window if strides is None else spatial_tuple(label, "strides", strides, ndim)
-    if lowering == "reshape" and strides != window:
-        raise ValueError(f"{label}: lowering='reshape' needs non-overlapping windows "
+    if lowering == "slices" and strides != window:
+        raise ValueError(f"{label}: lowering='slices' needs non-overlapping windows "
                          f"(strides = window); got window={window}, strides={strides}.")
     blockwise = lowering != "xla" and strides == window
     shown, padding = padding, check_padding(label, padding, ndim)
@@ -126,15 +145,15 @@ def _pool(op: str, ndim: int, window, strides, padding, count_include_pad: bool,
                                    f"{format_shape(tuple(x.shape))}.")
         pads = padding_pairs(padding, x.shape[1:-1], window, strides)
         if blockwise:
-            blocks, axes = window_blocks(x, window, pads, identity)
+            cropped, _ = window_cells(x, window, pads, identity)
+            y = window_reduce(cropped, window, "sum" if op == "avg" else op)
             if op != "avg":
-                return window_choice(blocks, axes, op), state
-            y = jnp.sum(blocks, axes)
+                return y, state
             if count_include_pad or all(p == (0, 0) for p in pads):
                 return y / math.prod(window), state
-            ones, _ = window_blocks(jnp.ones((1,) + x.shape[1:-1] + (1,), x.dtype), window,
-                                    pads, 0.0)
-            return y / jnp.sum(ones, axes), state
+            _, ones = window_cells(jnp.ones((1,) + x.shape[1:-1] + (1,), x.dtype), window, pads,
+                                   0.0)
+            return y / functools.reduce(jnp.add, ones), state
         pads = ((0, 0),) + pads + ((0, 0),)
         # a Python scalar identity with lax.max/min/add: JAX then uses its differentiable
         # reduce_window_{max,min,sum} primitives
@@ -160,7 +179,7 @@ def MaxPool2D(window=2, strides=None, padding: Padding = "VALID",
               lowering: str = "auto") -> Layer:
     """Max over ``K × K'`` windows per channel: x (batch, M, M', C) -> (batch, Q, Q', C).
     ``strides`` defaults to ``window``; see the module docstring for the output size and
-    ``lowering`` (``"auto"``, ``"xla"``, ``"reshape"``: the same results, different speed)."""
+    ``lowering`` (``"auto"``, ``"xla"``, ``"slices"``: the same results, different speed)."""
     return _pool("max", 2, window, strides, padding, False, lowering)
 
 
@@ -228,4 +247,4 @@ def GlobalMaxPool(keepdims: bool = False) -> Layer:
 
 
 __all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "GlobalMaxPool", "LOWERINGS", "MaxPool1D",
-           "MaxPool2D", "MinPool1D", "MinPool2D", "window_blocks", "window_choice"]
+           "MaxPool2D", "MinPool1D", "MinPool2D", "window_cells", "window_reduce"]

@@ -15,6 +15,8 @@ from fnn.models.resnet import basic_block, bottleneck_block, resnet18, resnet34,
 from fnn.models.segmentation import deconvnet, fcn
 from fnn.models.separable import inverted_residual, mobilenet_v1, mobilenet_v2, xception
 from fnn.models.vgg import vgg11, vgg16
+# the builder `seq2seq.seq2seq` stays in its module (re-exported it would hide the module name)
+from fnn.models.seq2seq import greedy_decode
 # models by name for configs: `[model] kind = "lenet5"` or a `[[model.layers]]` list
 from fnn.models.registry import build_layers, build_model
 
@@ -27,3 +29,4 @@ __all__ += ["alexnet", "basic_block", "bottleneck_block", "conv_bn", "deconvnet"
             "inverted_residual", "keras_cnn", "lenet5", "mobilenet_v1", "mobilenet_v2", "ReLU6",
             "resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "xception"]
 __all__ += ["build_layers", "build_model"]
+__all__ += ["greedy_decode"]

@@ -25,7 +25,7 @@ from fnn.optim.base import Schedule
 __all__ = [
     "constant_schedule", "linear_schedule", "step_decay", "exponential_decay",
     "inverse_time_decay", "polynomial_decay", "cosine_decay", "piecewise_constant_schedule",
-    "join_schedules", "warmup_then", "per_epoch",
+    "join_schedules", "warmup_then", "per_epoch", "DECAYS", "get_decay",
 ]
 
 
@@ -225,3 +225,21 @@ def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
     check_callable("per_epoch", "schedule", schedule, "a function epoch -> value")
     steps_per_epoch = check_int("per_epoch", "steps_per_epoch", steps_per_epoch)
     return lambda step: schedule(jnp.asarray(step) // steps_per_epoch)
+
+
+# The schedules a config may name (``[schedule] name = "cosine_decay"``): each takes the initial
+# value as its first argument, the optimizer's learning rate.
+DECAYS = {
+    "constant": constant_schedule, "polynomial_decay": polynomial_decay,
+    "exponential_decay": exponential_decay, "step_decay": step_decay,
+    "inverse_time_decay": inverse_time_decay, "cosine_decay": cosine_decay,
+}
+
+
+def get_decay(name: str):
+    """The schedule factory called ``name`` in `DECAYS` (for configs): ``get_decay("cosine_decay")(0.1,
+    decay_steps=100)``; a ValueError names the known ones."""
+    try:
+        return DECAYS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown schedule {name!r}; expected one of {sorted(DECAYS)}.") from None
