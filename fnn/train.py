@@ -62,13 +62,16 @@ def input_shape_of(inputs):
 
 def entry_weights(batch: Batch, shape) -> jax.Array:
     """Weights of shape ``shape`` (B, ...) saying which entries of a per-example (B,) or
-    per-step (B, T, ...) quantity are real: the example mask, times the sequence mask when the
-    batch has one array ``seq_mask`` of shape (B, T) and ``shape`` starts with (B, T)."""
+    per-step (B, T, ...) quantity are real: the example mask, times the sequence mask when
+    ``shape`` starts with (B, T) and the batch's ``seq_mask`` is one (B, T) array, or a dict of
+    masks whose ``"target"`` entry is one (the steps of the targets, as in a seq2seq batch
+    ``{"source": ..., "target": ...}``)."""
     mask = jnp.ones(shape[:1]) if batch.mask is None else jnp.asarray(batch.mask)
     weights = mask.reshape(mask.shape + (1,) * (len(shape) - 1))
     seq = batch.seq_mask
-    if len(shape) >= 2 and seq is not None and not isinstance(seq, dict) \
-            and tuple(seq.shape) == tuple(shape[:2]):
+    if isinstance(seq, dict):
+        seq = seq.get("target")
+    if len(shape) >= 2 and seq is not None and tuple(seq.shape) == tuple(shape[:2]):
         weights = weights * jnp.asarray(seq, weights.dtype).reshape(
             tuple(shape[:2]) + (1,) * (len(shape) - 2))
     return jnp.broadcast_to(weights, shape)

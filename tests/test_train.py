@@ -256,3 +256,19 @@ def test_entries_a_hook_adds_to_the_logs_join_the_history():
 
     result = _fit((x, y), epochs=2, hooks=[double_loss])
     assert result.history["double_loss"] == [2 * v for v in result.history["loss"]]
+
+
+def test_per_step_weights_read_the_target_entry_of_a_dict_of_sequence_masks():
+    """A seq2seq batch names its masks {"source": ..., "target": ...}: per-step losses (B, T)
+    count the target's real steps (times the example mask), not the source's."""
+    from fnn.train import entry_weights
+    source = np.array([[1, 1, 1], [1, 0, 0]], np.float32)
+    target = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], np.float32)
+    batch = Batch(np.zeros((2, 3)), np.zeros((2, 4)), mask=np.array([1.0, 0.0]),
+                  seq_mask={"source": source, "target": target})
+    np.testing.assert_array_equal(entry_weights(batch, (2, 4)), target * [[1], [0]])
+    np.testing.assert_array_equal(entry_weights(batch, (2, 4, 5)).shape, (2, 4, 5))
+    # per-example quantities get the example mask only; a dict without "target" adds nothing
+    np.testing.assert_array_equal(entry_weights(batch, (2,)), [1, 0])
+    only_source = batch._replace(seq_mask={"source": source})
+    np.testing.assert_array_equal(entry_weights(only_source, (2, 4)), [[1] * 4, [0] * 4])

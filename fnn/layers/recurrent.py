@@ -11,9 +11,11 @@ A **cell** is one recurrent step, a pure function pair plus a carry constructor:
 Parameters are named: ``w_x`` (d, G·N) the input weights, ``w_h`` (N, G·N) the recurrent weights
 and ``b`` (G·N,) the bias, the G gate blocks side by side in a fixed, documented order (PyTorch's:
 ``i, f, g, o`` for the LSTM and ``r, z, n`` for the GRU, so that `from_torch_lstm` and
-`from_torch_gru` only transpose). Each step does two small products, ``x_t W_x`` and
-``h_{t-1} W_h``: on XLA:CPU that measured faster than hoisting the input product out of the scan
-(issue 10).
+`from_torch_gru` only transpose). On the plain path each step does two small products,
+``x_t W_x`` and ``h_{t-1} W_h`` (under JAX's own differentiation that measured faster than
+hoisting the input product out of the scan); the fused path (`scan_cell`, ``RNN(impl=...)``)
+hoists it and differentiates the loop by hand, which made the LSTM's training step faster
+(issue 10, `benchmarks/README.md`).
 
 The **sequence layers** are layers of the usual protocol on inputs ``(batch, time, features)``:
 `RNN` scans a cell over time with `jax.lax.scan`, `Bidirectional` runs one cell forward and one
@@ -24,6 +26,7 @@ zeros and passes no gradient, so the final carry is the one at each sequence's l
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -56,11 +59,23 @@ class LSTMState(NamedTuple):
 
 class Cell(NamedTuple):
     """One recurrent step (see the module docstring): ``init``, ``init_carry``, ``apply`` and a
-    display name such as ``"LSTMCell(128)"``."""
+    display name such as ``"LSTMCell(128)"``.
+
+    ``combine`` (optional) is the cell split for the fused path of `RNN` (``impl="fused"``): a
+    cell whose step is ``apply(params, carry, x) = combine(rest, x W_x + b, h_{t-1} W_h, carry,
+    -1)`` with params ``w_x``, ``w_h``, ``b``, the carry's field ``h`` the only one multiplied by
+    a matrix, ``rest`` the other params, and ``combine(rest, z_x, z_h, carry, axis) -> (carry,
+    y)`` with no matrix product, the units (and gate blocks) along ``axis``: -1 for the usual
+    (batch, G·N) rows, 0 for the fused loop's feature-major (G·N, batch) columns. `ElmanCell`,
+    `LSTMCell` (all variants) and ``GRUCell(reset_after=True)`` have one; None: the cell runs
+    only on the plain path. ``fused_by_default``: ``RNN(impl="auto")`` takes the fused path
+    (set where it measured faster: the LSTM's)."""
     init: Callable
     init_carry: Callable
     apply: Callable
     name: str = "cell"
+    combine: Optional[Callable] = None
+    fused_by_default: bool = False
 
 
 def _zeros_carry(carry_type, shapes):
@@ -86,9 +101,19 @@ def _gate_params(key, d: int, n: int, gates: int, w_init, h_init, b_init, dtype)
             "b": b_init(kb, (gates * n,), dtype)}
 
 
-def _pre_activations(params, h, x):
-    """``x W_x + h W_h + b`` (batch, G·N): the issue's two small products per step."""
-    return x @ params["w_x"] + h @ params["w_h"] + params["b"][None, :]
+def _gated_apply(cell: str, combine):
+    """``apply(params, carry, x) = combine(params, x W_x + b, h_{t-1} W_h, carry, -1)``: the two
+    small products per step of the plain path (see `Cell` for ``combine``)."""
+    def apply(params, carry, x):
+        _check_step_input(cell, x, params["w_x"].shape[0])
+        return combine(params, x @ params["w_x"] + params["b"][None, :], carry.h @ params["w_h"],
+                       carry, -1)
+    return apply
+
+
+def _per_unit(v, axis: int):
+    """A (N,) parameter broadcast against (batch, N) (``axis=-1``) or (N, batch) (``axis=0``)."""
+    return v[None, :] if axis == -1 else v[:, None]
 
 
 def _step_activation(cell: str, name):
@@ -119,12 +144,12 @@ def ElmanCell(units: int, *, activation: str = "tanh", w_init="glorot_uniform",
         return RNNState((units,)), _gate_params(key, input_shape[-1], units, 1, w_init, h_init,
                                                  b_init, dtype)
 
-    def apply(params, carry, x):
-        _check_step_input(name, x, params["w_x"].shape[0])
-        h = phi(_pre_activations(params, carry.h, x))
+    def combine(params, zx, zh, carry, axis):
+        h = phi(zx + zh)
         return RNNState(h), h
 
-    return Cell(init, _zeros_carry(RNNState, [(units,)]), apply, name)
+    return Cell(init, _zeros_carry(RNNState, [(units,)]), _gated_apply(name, combine), name,
+                combine)
 
 
 def JordanCell(units: int, outputs: int, *, activation: str = "tanh",
@@ -212,27 +237,26 @@ def LSTMCell(units: int, *, forget_bias: float = 1.0, peepholes: bool = False,
                 params[gate] = jnp.zeros((n,), dtype)
         return LSTMState((n,), (n,)), params
 
-    def apply(params, carry, x):
-        _check_step_input(name, x, params["w_x"].shape[0])
-        z = _pre_activations(params, carry.h, x)
+    def combine(params, zx, zh, carry, axis):
         c_prev = carry.c
         if coupled:
-            zi, zg, zo = z[:, :n], z[:, n:2 * n], z[:, 2 * n:]
+            zi, zg, zo = jnp.split(zx + zh, 3, axis)
         else:
-            zi, zf, zg, zo = z[:, :n], z[:, n:2 * n], z[:, 2 * n:3 * n], z[:, 3 * n:]
+            zi, zf, zg, zo = jnp.split(zx + zh, 4, axis)
         if peepholes:
-            zi = zi + params["p_i"][None, :] * c_prev
+            zi = zi + _per_unit(params["p_i"], axis) * c_prev
             if not coupled:
-                zf = zf + params["p_f"][None, :] * c_prev
+                zf = zf + _per_unit(params["p_f"], axis) * c_prev
         i = jax.nn.sigmoid(zi)
         f = 1 - i if coupled else jax.nn.sigmoid(zf)
         c = f * c_prev + i * jnp.tanh(zg)
         if peepholes:
-            zo = zo + params["p_o"][None, :] * c
+            zo = zo + _per_unit(params["p_o"], axis) * c
         h = jax.nn.sigmoid(zo) * jnp.tanh(c)
         return LSTMState(h, c), h
 
-    return Cell(init, _zeros_carry(LSTMState, [(n,), (n,)]), apply, name)
+    return Cell(init, _zeros_carry(LSTMState, [(n,), (n,)]), _gated_apply(name, combine), name,
+                combine, fused_by_default=True)
 
 
 def GRUCell(units: int, *, reset_after: bool = False, w_init="glorot_uniform",
@@ -270,25 +294,30 @@ def GRUCell(units: int, *, reset_after: bool = False, w_init="glorot_uniform",
             params["b_hn"] = b_init(jax.random.fold_in(key, 3), (n,), dtype)
         return RNNState((n,)), params
 
-    def apply(params, carry, x):
+    def combine(params, zx, zh, carry, axis):  # reset_after: everything but the products
+        h_prev = carry.h
+        (xr, xz, xn), (hr, hz, hn) = jnp.split(zx, 3, axis), jnp.split(zh, 3, axis)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        cand = jnp.tanh(xn + r * (hn + _per_unit(params["b_hn"], axis)))
+        h = (1 - z) * cand + z * h_prev
+        return RNNState(h), h
+
+    def apply(params, carry, x):  # the course's form: (r ⊙ h) W_hn needs r first
         _check_step_input(name, x, params["w_x"].shape[0])
         h_prev = carry.h
         zx = x @ params["w_x"] + params["b"][None, :]
         w_h = params["w_h"]
-        if reset_after:
-            zh = h_prev @ w_h
-            r = jax.nn.sigmoid(zx[:, :n] + zh[:, :n])
-            z = jax.nn.sigmoid(zx[:, n:2 * n] + zh[:, n:2 * n])
-            cand = jnp.tanh(zx[:, 2 * n:] + r * (zh[:, 2 * n:] + params["b_hn"][None, :]))
-            h = (1 - z) * cand + z * h_prev
-        else:
-            zh = h_prev @ w_h[:, :2 * n]
-            r = jax.nn.sigmoid(zx[:, :n] + zh[:, :n])
-            z = jax.nn.sigmoid(zx[:, n:2 * n] + zh[:, n:])
-            cand = jnp.tanh(zx[:, 2 * n:] + (r * h_prev) @ w_h[:, 2 * n:])
-            h = (1 - z) * h_prev + z * cand
+        zh = h_prev @ w_h[:, :2 * n]
+        r = jax.nn.sigmoid(zx[:, :n] + zh[:, :n])
+        z = jax.nn.sigmoid(zx[:, n:2 * n] + zh[:, n:])
+        cand = jnp.tanh(zx[:, 2 * n:] + (r * h_prev) @ w_h[:, 2 * n:])
+        h = (1 - z) * h_prev + z * cand
         return RNNState(h), h
 
+    if reset_after:
+        return Cell(init, _zeros_carry(RNNState, [(n,)]), _gated_apply(name, combine), name,
+                    combine)
     return Cell(init, _zeros_carry(RNNState, [(n,)]), apply, name)
 
 
@@ -396,7 +425,7 @@ def _carry_from(cell_name: str, layer: str, template, carry):
 def RNN(cell: Cell, *, return_sequences: bool = True, return_state: bool = False,
         initial_carry: str = "zeros", reverse: bool = False, unroll: int = 1,
         time_major: bool = False, seq_mask: Optional[str] = None,
-        name: Optional[str] = None) -> Layer:
+        name: Optional[str] = None, impl: str = "auto") -> Layer:
     """Run ``cell`` over time with `jax.lax.scan` (backpropagation through time is its gradient).
 
     Shapes: x (batch, time, d) (``(time, batch, d)`` with ``time_major=True``) -> y
@@ -407,6 +436,14 @@ def RNN(cell: Cell, *, return_sequences: bool = True, return_state: bool = False
     ``initial_carry``: ``"zeros"``; ``"given"``, the input is then ``(x, carry)`` (truncated BPTT,
     encoder–decoder); or ``"learned"``, params ``carry0`` hold one initial carry for every row
     (a dict of the carry's fields). ``unroll`` is `lax.scan`'s.
+
+    ``impl``: ``"scan"`` the plain path (``cell.apply`` per step, BPTT by JAX), ``"fused"`` the
+    input products hoisted out of the loop and a hand-written backward pass whose weight
+    gradients are one large product each (`scan_cell`; for `ElmanCell`, `LSTMCell` and
+    ``GRUCell(reset_after=True)``, other cells fall back to ``"scan"``; reverse-mode
+    differentiation only), ``"auto"`` (default) ``"fused"`` for the LSTMs, where it measured
+    faster, ``"scan"`` for the others (`resolve_impl`). Same results up to float rounding, with
+    masks, ``reverse``, and every ``initial_carry``.
 
     Variable lengths: ``context.seq_mask`` (batch, time) marks the real steps (or a dict of masks,
     this layer reading ``seq_mask=NAME``). At a padded step the carry is left unchanged and the
@@ -419,6 +456,7 @@ def RNN(cell: Cell, *, return_sequences: bool = True, return_state: bool = False
                         f"{type(cell).__name__}.")
     check_choice("RNN", "initial_carry", initial_carry, ("zeros", "given", "learned"))
     check_int("RNN", "unroll", unroll)
+    check_choice("RNN", "impl", impl, IMPLS)
     name = name or f"RNN({cell.name})"
 
     def split_input(inputs):
@@ -480,7 +518,7 @@ def RNN(cell: Cell, *, return_sequences: bool = True, return_state: bool = False
             order = (valid_reversal(mask) if mask is not None
                      else jnp.broadcast_to(jnp.arange(time)[::-1][None, :], (batch, time)))
             x = _gather_time(x, order)
-        carry, ys = scan_cell(cell, cell_params, carry, x, mask, unroll=unroll)
+        carry, ys = scan_cell(cell, cell_params, carry, x, mask, unroll=unroll, impl=impl)
         if return_sequences:
             y = ys if order is None else _gather_time(ys, order)
             if time_major:
@@ -501,25 +539,160 @@ def _dtype_of(params):
     return leaves[0].dtype if leaves else jnp.float32
 
 
-def scan_cell(cell: Cell, params, carry, xs, mask=None, *, unroll: int = 1):
+def _masked_step(m_t, carry, new_carry, y_t, batch_axis: int = 0):
+    """Where ``m_t`` (batch,) is 0: the old carry and a zero output (`jnp.where`: no gradient
+    reaches the step there); ``m_t`` None: the step's own. The batch is axis 0 of every array
+    (``batch_axis=0``) or the last axis (``-1``, the fused loop's feature-major layout)."""
+    if m_t is None:
+        return new_carry, y_t
+    keep = m_t > 0
+
+    def where(new, old):
+        shape = (-1,) + (1,) * (new.ndim - 1) if batch_axis == 0 else (1,) * (new.ndim - 1) + (-1,)
+        return jnp.where(keep.reshape(shape), new, old)
+
+    return (jax.tree_util.tree_map(where, new_carry, carry), where(y_t, jnp.zeros_like(y_t)))
+
+
+IMPLS = ("auto", "scan", "fused")
+
+
+def resolve_impl(cell: Cell, impl: str) -> str:
+    """The path `scan_cell` takes: ``"auto"`` is ``"fused"`` for cells with
+    ``fused_by_default`` (the LSTMs: their training step measured 0–24 % faster fused, see
+    `benchmarks/README.md`) and ``"scan"`` for the others (the GRU's fused step measured slower);
+    ``"fused"`` for a cell without a ``combine`` falls back to ``"scan"``."""
+    check_choice("scan_cell", "impl", impl, IMPLS)
+    if impl == "auto":
+        return "fused" if cell.fused_by_default and cell.combine is not None else "scan"
+    return "fused" if impl == "fused" and cell.combine is not None else "scan"
+
+
+def scan_cell(cell: Cell, params, carry, xs, mask=None, *, unroll: int = 1,
+              impl: str = "auto"):
     """``(final_carry, ys)``: ``cell`` applied along axis 1 of xs (batch, time, d) by
     `jax.lax.scan`; ys (batch, time, N). Where ``mask`` (batch, time) is 0 the carry is kept and
-    the output is 0 (`jnp.where`, so no gradient reaches the cell from those steps)."""
+    the output is 0 (`jnp.where`, so no gradient reaches the cell from those steps).
+
+    ``impl="scan"``: the plain path, ``cell.apply`` per step, differentiated by JAX (BPTT).
+    ``impl="fused"`` (cells with a ``combine``, see `Cell`; others fall back to the plain path):
+    the input products of all steps as one ``(batch·time, d) × (d, G·N)`` product before the
+    loop, one ``h_{t-1} W_h`` per step inside it (computed feature-major, ``W_hᵀ h_{t-1}ᵀ``, the
+    faster orientation on XLA:CPU), each step's elementwise part linearized there (`jax.vjp`, so
+    its gate values are saved, not recomputed), and a `jax.custom_vjp` whose backward loop only
+    carries ``∂/∂carry`` and stacks the per-step pre-activation gradients ``dZ_x, dZ_h`` (one
+    stack when they are equal, as in the LSTM); after it ``dW_h = H_prevᵀ dZ_h``,
+    ``dW_x = Xᵀ dZ_x``, ``db = Σ dZ_x`` and ``dX = dZ_x W_xᵀ`` are one large product (or sum)
+    each, as fused LSTM kernels do. Same results up to float rounding; reverse-mode only (a
+    `custom_vjp`: ``jax.jvp``/``jacfwd`` need ``impl="scan"``).
+    ``"auto"``: ``"fused"`` for the LSTMs, ``"scan"`` otherwise (`resolve_impl`)."""
+    masks = None if mask is None else jnp.swapaxes(mask, 0, 1).astype(xs.dtype)
+    if resolve_impl(cell, impl) == "fused":
+        return _fused_scan(cell.combine, unroll, params, carry, xs, masks)
+
     def step(carry, inputs):
         x_t, m_t = inputs
         new_carry, y_t = cell.apply(params, carry, x_t)
-        if m_t is None:
-            return new_carry, y_t
-        keep = m_t > 0
-        new_carry = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-            new_carry, carry)
-        y_t = jnp.where(keep.reshape((-1,) + (1,) * (y_t.ndim - 1)), y_t, jnp.zeros_like(y_t))
-        return new_carry, y_t
+        return _masked_step(m_t, carry, new_carry, y_t)
 
-    masks = None if mask is None else jnp.swapaxes(mask, 0, 1)
     carry, ys = jax.lax.scan(step, carry, (jnp.swapaxes(xs, 0, 1), masks), unroll=unroll)
     return carry, jnp.swapaxes(ys, 0, 1)
+
+
+_PRODUCT_PARAMS = ("w_x", "w_h", "b")
+
+
+def _transposed(carry):
+    return jax.tree_util.tree_map(lambda a: a.T, carry)
+
+
+def _materialized_t(a):
+    """``a.T`` copied to row-major (an `optimization_barrier` keeps XLA from folding the
+    transpose into the next product): ``(K, M)^T (M, N)`` as a row-major ``(K, M) x (M, N)``
+    product measured 1.4x faster on XLA:CPU than with the contraction over ``a``'s major axis."""
+    return jax.lax.optimization_barrier((a.T,))[0]
+
+
+def _fused_forward(combine, unroll, params, carry, xs, masks, save):
+    """The fused forward pass: xs (batch, T, d), carry (batch, ...), masks (T, batch) or None ->
+    ``(final, ys)``, ys (batch, T, N); with ``save`` also the residuals of the backward pass:
+    each step's pullback of ``combine`` (stacked by the scan: the saved gate values) and h_{t-1}.
+
+    Inside the loop everything is feature-major, (units, batch): ``Z_h^T = W_h^T h^T`` measured
+    about 1.8x faster on XLA:CPU than ``h W_h`` for (32, 256) x (256, 1024), and the backward
+    ``W_h dZ_h^T`` 1.5x faster than ``dZ_h W_h^T``."""
+    w_h_t = params["w_h"].T  # (G·N, N)
+    rest = {k: v for k, v in params.items() if k not in _PRODUCT_PARAMS}
+    xs = jnp.swapaxes(xs, 0, 1)  # (T, batch, d)
+    time, batch, d = xs.shape
+    zx = (xs.reshape(time * batch, d) @ params["w_x"] + params["b"][None, :]).reshape(
+        time, batch, -1)
+
+    def step(c, inputs):
+        zx_t, m_t = inputs
+        zh_t = w_h_t @ c.h
+
+        def one(r, a, b, c):
+            new, y_t = combine(r, a, b, c, 0)
+            return _masked_step(m_t, c, new, y_t, -1)
+
+        if not save:
+            new, y_t = one(rest, zx_t.T, zh_t, c)
+            return new, y_t.T
+        (new, y_t), pullback = jax.vjp(one, rest, zx_t.T, zh_t, c)
+        return new, (y_t.T, pullback, c.h)
+
+    final, out = jax.lax.scan(step, _transposed(carry), (zx, masks), unroll=unroll)
+    ys = out[0] if save else out
+    result = (_transposed(final), jnp.swapaxes(ys, 0, 1))
+    if not save:
+        return result
+    return result, (params, xs, out[1], out[2])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_scan(combine, unroll, params, carry, xs, masks):
+    return _fused_forward(combine, unroll, params, carry, xs, masks, save=False)
+
+
+def _fused_scan_fwd(combine, unroll, params, carry, xs, masks):
+    return _fused_forward(combine, unroll, params, carry, xs, masks, save=True)
+
+
+def _fused_scan_bwd(combine, unroll, residuals, cotangents):
+    """The backward loop applies each step's saved pullback and carries only ``∂/∂carry`` (and
+    the sums of the small ``rest`` params' gradients); the weight gradients are one product each
+    after it. The mask gets no gradient (None)."""
+    params, xs, pullbacks, h_prev = residuals
+    d_final, dys = cotangents
+    w_h = params["w_h"]
+    rest = {k: v for k, v in params.items() if k not in _PRODUCT_PARAMS}
+
+    def step(acc, inputs):
+        dc, d_rest = acc
+        pullback, dy_t = inputs
+        dr, dzx_t, dzh_t, dc_prev = pullback((dc, dy_t))
+        dc_prev = dc_prev._replace(h=dc_prev.h + w_h @ dzh_t)
+        # an additive cell (z = z_x + z_h, the LSTM's) gets one cotangent object for both
+        stacked = (dzx_t.T,) if dzx_t is dzh_t else (dzx_t.T, dzh_t.T)
+        return (dc_prev, jax.tree_util.tree_map(jnp.add, d_rest, dr)), stacked
+
+    zero_rest = jax.tree_util.tree_map(jnp.zeros_like, rest)
+    (d_carry, d_rest), dz = jax.lax.scan(
+        step, (_transposed(d_final), zero_rest),
+        (pullbacks, jnp.transpose(dys, (1, 2, 0))), reverse=True, unroll=unroll)
+    time, batch, d = xs.shape  # time-major here, dz (T, batch, G·N), carries (T, N, batch)
+    rows = time * batch
+    dzx, dzh = dz[0].reshape(rows, -1), dz[-1].reshape(rows, -1)
+    grads = dict(d_rest)
+    grads["w_x"] = _materialized_t(xs.reshape(rows, d)) @ dzx
+    grads["b"] = dzx.sum(0)
+    grads["w_h"] = jnp.transpose(h_prev, (1, 0, 2)).reshape(-1, rows) @ dzh
+    d_xs = jnp.swapaxes((dzx @ _materialized_t(params["w_x"])).reshape(time, batch, d), 0, 1)
+    return grads, _transposed(d_carry), d_xs, None
+
+
+_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd)
 
 
 class BidirectionalState(NamedTuple):
@@ -530,7 +703,7 @@ class BidirectionalState(NamedTuple):
 
 def Bidirectional(cell: Cell, backward_cell: Optional[Cell] = None, *, merge: str = "concat",
                   return_sequences: bool = True, return_state: bool = False,
-                  seq_mask: Optional[str] = None, unroll: int = 1) -> Layer:
+                  seq_mask: Optional[str] = None, unroll: int = 1, impl: str = "auto") -> Layer:
     """A bidirectional RNN (Schuster & Paliwal 1997): ``cell`` reads each sequence forward,
     ``backward_cell`` (default: a fresh copy of ``cell``) reads its valid prefix backwards; the
     backward outputs are put back in forward time order and merged with the forward ones.
@@ -539,12 +712,13 @@ def Bidirectional(cell: Cell, backward_cell: Optional[Cell] = None, *, merge: st
     forward output at the last valid step merged with the backward output at the first step,
     the last each direction read). ``merge``: ``"concat"`` (M = 2N), ``"sum"`` or ``"mean"``
     (M = N). With ``return_state``: ``(y, BidirectionalState(forward, backward))``.
-    Children ``forward`` and ``backward`` (each an `RNN`); masks as in `RNN`.
+    Children ``forward`` and ``backward`` (each an `RNN`); masks, ``unroll`` and ``impl`` as in
+    `RNN`.
     """
     check_choice("Bidirectional", "merge", merge, ("concat", "sum", "mean"))
     backward_cell = cell if backward_cell is None else backward_cell
     options = dict(return_sequences=return_sequences, return_state=True, seq_mask=seq_mask,
-                   unroll=unroll)
+                   unroll=unroll, impl=impl)
     named = (("forward", RNN(cell, **options)),
              ("backward", RNN(backward_cell, reverse=True, **options)))
     name = f"Bidirectional({cell.name}, merge={merge!r})"
@@ -584,7 +758,7 @@ def Bidirectional(cell: Cell, backward_cell: Optional[Cell] = None, *, merge: st
 
 def StackedRNN(*cells: Cell, dropout: float = 0.0, return_sequences: bool = True,
                return_state: bool = False, initial_carry: str = "zeros",
-               seq_mask: Optional[str] = None, unroll: int = 1) -> Layer:
+               seq_mask: Optional[str] = None, unroll: int = 1, impl: str = "auto") -> Layer:
     """A deep RNN: ``RNN(cells[0]) -> Dropout -> RNN(cells[1]) -> ...``, each layer reading
     the sequence of outputs of the one below, with dropout (rate ``dropout``, train mode only)
     between layers (Zaremba et al. 2014).
@@ -594,7 +768,8 @@ def StackedRNN(*cells: Cell, dropout: float = 0.0, return_sequences: bool = True
     is ``(y, carries)``, ``carries`` a tuple with one carry per layer, so truncated BPTT can pass
     them between chunks (`fnn.sequence`). Without either it equals
     ``serial(RNN(c_1), Dropout(p), RNN(c_2), ...)``. Children ``rnn_0, dropout_0, rnn_1, ...``.
-    Shapes: x (batch, time, d) -> (batch, time, N_last) (or (batch, N_last)).
+    Shapes: x (batch, time, d) -> (batch, time, N_last) (or (batch, N_last)). ``unroll`` and
+    ``impl`` as in `RNN`.
     """
     from fnn.layers.dropout import Dropout  # a sibling module; imported here to keep load order
 
@@ -607,7 +782,7 @@ def StackedRNN(*cells: Cell, dropout: float = 0.0, return_sequences: bool = True
         last = i == depth - 1
         named.append((f"rnn_{i}", RNN(cell, return_sequences=return_sequences or not last,
                                       return_state=True, initial_carry=initial_carry,
-                                      seq_mask=seq_mask, unroll=unroll)))
+                                      seq_mask=seq_mask, unroll=unroll, impl=impl)))
         if dropout and not last:
             named.append((f"dropout_{i}", Dropout(dropout)))
     named = tuple(named)
