@@ -231,7 +231,13 @@ def _padded(batch: Batch, mask) -> Batch:
     return batch._replace(mask=mask if batch.mask is None else mask * batch.mask)
 
 
-def evaluate(model: Layer, params, state, data, *, loss, batch_size=1024,
+# The batch size of evaluation: `evaluate`'s and `predict`'s default, and of `fit`'s validation
+# (unless the training batch is larger), so that validating during `fit` and testing afterwards
+# run one compiled program.
+EVAL_BATCH_SIZE = 1024
+
+
+def evaluate(model: Layer, params, state, data, *, loss, batch_size=EVAL_BATCH_SIZE,
              metrics: Callable = classification_metrics) -> Dict[str, float]:
     """Mean loss and metrics of the model in eval mode over ``data``: an ``(inputs, targets)``
     pair of pytrees or a `Batch`, its integer class labels checked first (`check_labels`).
@@ -259,7 +265,7 @@ def _predict_batch(params, state, inputs, context, *, model):
     return model.apply(params, state, inputs, train=False, context=context)[0]
 
 
-def predict(model: Layer, params, state, inputs, *, batch_size=1024, seq_mask=None):
+def predict(model: Layer, params, state, inputs, *, batch_size=EVAL_BATCH_SIZE, seq_mask=None):
     """The model's outputs in eval mode for ``inputs`` (a pytree of arrays (N, ...)), computed
     batch by batch; the outputs keep the model's output structure. ``seq_mask`` (N, T), when
     given, reaches the model as ``context.seq_mask``. Compiled once per model and batch shape."""
@@ -761,7 +767,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         sums, count = None, 0.0
         if val is not None:
             val_logs = _evaluate(model, params, state, val, loss=loss,
-                                 batch_size=max(size, 256), metrics=metrics)
+                                 batch_size=max(size, EVAL_BATCH_SIZE), metrics=metrics)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         train_state = TrainState(params, state, opt_state)
         stop_requested = any([hook(epoch, logs, train_state) is True for hook in hooks])
