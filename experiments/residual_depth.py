@@ -33,7 +33,7 @@ from fnn.experiment import (build, check as check_run_config, experiment_main, l
                             num_classes, run_keys, train_config, write_json)
 from fnn.train import evaluate
 
-QUICK = {"data": {"train_size": 128}, "depths": [4, 6], "width": 4, "train": {"epochs": 2}}
+QUICK = {"data": {"train_size": 128}, "depths": [4], "width": 4, "train": {"epochs": 2}}
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def plot_curves(report: Dict, path) -> Path:
 def main(argv=None) -> int:
     return experiment_main(argv, name="residual_depth", description=__doc__.split("\n")[0],
                            load_config=load_config, run=run,
-                           quick="128 digits, depths 4 and 6, width 4, 2 epochs")
+                           quick="128 digits, depth 4, width 4, 2 epochs")
 
 
 if __name__ == "__main__":

@@ -60,12 +60,15 @@ def test_contrastive_gradient_for_fixed_samples_matches_numpy_and_free_energy_au
     ph_d, ph_m = (1 / (1 + np.exp(-(v @ w + bh))) for v in (v_data, v_model))
     expected_w = sum(np.outer(v, q) for v, q in zip(v_data, ph_d)) / 5 \
         - sum(np.outer(v, q) for v, q in zip(v_model, ph_m)) / 6
-    got = classic.contrastive_gradient(p, jnp.asarray(v_data), jnp.asarray(v_model))
+    # both under one jit: eager ops would compile a program each
+    got, by_autodiff = jax.jit(lambda p, v_data, v_model: (
+        classic.contrastive_gradient(p, v_data, v_model),
+        jax.grad(lambda q: -(jnp.mean(classic.free_energy(q, v_data))
+                             - jnp.mean(classic.free_energy(q, v_model))))(p)))(
+        p, jnp.asarray(v_data), jnp.asarray(v_model))
     np.testing.assert_allclose(got["w"], expected_w, rtol=1e-12)
     np.testing.assert_allclose(got["visible"]["b"], v_data.mean(0) - v_model.mean(0), rtol=1e-12)
     np.testing.assert_allclose(got["hidden"]["b"], ph_d.mean(0) - ph_m.mean(0), rtol=1e-12)
-    by_autodiff = jax.grad(lambda q: -(jnp.mean(classic.free_energy(q, v_data))
-                                       - jnp.mean(classic.free_energy(q, v_model))))(p)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(by_autodiff)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
 
@@ -74,22 +77,28 @@ def test_cd1_is_one_gibbs_sweep_with_the_given_key_then_the_contrastive_gradient
     p = tiny()
     v = jnp.asarray(states(4)[[1, 6, 11]])
     key = jax.random.PRNGKey(7)
-    grads, v1 = classic.cd_gradient(key, p, v, k=1)
-    # the sweep by hand: h ~ p(h|v) with u < p, then v' ~ p(v'|h), keys split from fold_in(key, 0)
-    h_key, v_key = jax.random.split(jax.random.fold_in(key, 0))
-    h = (np.asarray(jax.random.uniform(h_key, (3, 3), jnp.float64))
-         < np.asarray(classic.hidden_probabilities(p, v))).astype(np.float64)
+
+    @jax.jit  # every JAX call in one program: eager ops would compile a program each
+    def sweep_and_rules(key, p, v):
+        # the sweep by hand: h ~ p(h|v) with u < p, then v' ~ p(v'|h), keys split from
+        # fold_in(key, 0)
+        h_key, v_key = jax.random.split(jax.random.fold_in(key, 0))
+        return (classic.cd_gradient(key, p, v, k=1), jax.random.uniform(h_key, (3, 3), jnp.float64),
+                classic.hidden_probabilities(p, v), jax.random.uniform(v_key, (3, 4), jnp.float64),
+                # the plain rule θ ← θ + η Δθ with the same key
+                classic.cd_update(key, p, v, learning_rate=0.1),
+                # persistent CD from chains that happen to equal the data is CD with the same key
+                classic.pcd_gradient(key, p, v, v, k=1))
+
+    (grads, v1), h_uniform, ph, v_uniform, updated, (pcd, chains) = sweep_and_rules(key, p, v)
+    h = (np.asarray(h_uniform) < np.asarray(ph)).astype(np.float64)
     pv = 1 / (1 + np.exp(-(h @ np.asarray(p["w"]).T + np.asarray(p["visible"]["b"]))))
-    expected_v1 = (np.asarray(jax.random.uniform(v_key, (3, 4), jnp.float64)) < pv).astype(float)
+    expected_v1 = (np.asarray(v_uniform) < pv).astype(float)
     np.testing.assert_array_equal(v1, expected_v1)
-    for a, b in zip(jax.tree.leaves(grads),
-                    jax.tree.leaves(classic.contrastive_gradient(p, v, jnp.asarray(expected_v1)))):
+    expected_grads = jax.jit(classic.contrastive_gradient)(p, v, jnp.asarray(expected_v1))
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
-    # the plain rule θ ← θ + η Δθ with the same key
-    updated = classic.cd_update(key, p, v, learning_rate=0.1)
     np.testing.assert_allclose(updated["w"], p["w"] + 0.1 * grads["w"], rtol=1e-12)
-    # persistent CD from chains that happen to equal the data is CD with the same key
-    pcd, chains = classic.pcd_gradient(key, p, v, v, k=1)
     np.testing.assert_array_equal(chains, v1)
     np.testing.assert_allclose(pcd["w"], grads["w"], rtol=1e-12)
 
@@ -97,7 +106,7 @@ def test_cd1_is_one_gibbs_sweep_with_the_given_key_then_the_contrastive_gradient
 def test_cd_k_with_a_long_chain_approaches_the_exact_log_likelihood_gradient(x64):
     p = tiny(4, 3, seed=1)
     data = jnp.asarray(np.repeat(states(4)[[3, 5, 12]], 1000, axis=0))  # 3 patterns, 3000 chains
-    exact = jax.grad(classic.log_likelihood)(p, data)
+    exact = jax.jit(jax.grad(classic.log_likelihood))(p, data)
     cd, _ = jax.jit(classic.cd_gradient, static_argnames="k")(jax.random.PRNGKey(0), p, data,
                                                                k=25)
     for name, a, b in zip(["b_h", "b_v", "w"], jax.tree.leaves(cd), jax.tree.leaves(exact)):

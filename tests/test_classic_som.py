@@ -65,8 +65,9 @@ def test_batch_update_matches_numpy_loop(x64):
         h = [float(np.sum((positions[c] - positions[j]) ** 2) <= 0.5 ** 2) for c in winners]
         if sum(h) > 0:
             expected[j] = np.sum([hi * x for hi, x in zip(h, data)], 0) / sum(h)
-    got = classic.som_batch_update({"w": jnp.asarray(w)}, jnp.asarray(data), positions=positions,
-                                   radius=0.5, kind="bubble")
+    got = jax.jit(lambda p, data: classic.som_batch_update(  # one program, not one per op
+        p, data, positions=positions, radius=0.5, kind="bubble"))({"w": jnp.asarray(w)},
+                                                                  jnp.asarray(data))
     np.testing.assert_allclose(got["w"], expected, rtol=1e-12)
 
 
@@ -79,8 +80,11 @@ def test_quantization_and_topographic_error_against_numpy(x64):
     best, second = np.argsort(dist, 1)[:, 0], np.argsort(dist, 1)[:, 1]
     te = np.mean(np.linalg.norm(positions[best] - positions[second], axis=1) > 1.0 + 1e-6)
     params = {"w": jnp.asarray(w)}
-    np.testing.assert_allclose(classic.quantization_error(params, data), qe, rtol=1e-12)
-    np.testing.assert_allclose(classic.topographic_error(params, data, positions), te)
+    quantization, topographic = jax.jit(lambda params, data: (  # one program
+        classic.quantization_error(params, data),
+        classic.topographic_error(params, data, positions)))(params, jnp.asarray(data))
+    np.testing.assert_allclose(quantization, qe, rtol=1e-12)
+    np.testing.assert_allclose(topographic, te)
     u = classic.u_matrix(params, positions)
     assert u[0] == pytest.approx((np.linalg.norm(w[0] - w[1]) + np.linalg.norm(w[0] - w[3])) / 2)
 

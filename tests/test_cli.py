@@ -1,7 +1,7 @@
 """`fnn run`: a config in, a run folder out; a bad config, a bad folder or bad data stops with one
 line naming the problem, and an interrupted run resumes to exactly the files of an uninterrupted one."""
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -220,10 +220,14 @@ def test_version(capsys):
     assert done.value.code == 0 and capsys.readouterr().out == f"fnn {fnn.__version__}\n"
 
 
-def test_python_dash_m_fnn_is_the_same_command():
-    done = subprocess.run([sys.executable, "-m", "fnn", "run", "--help"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0 and "--resume" in done.stdout and "--overwrite" in done.stdout
+def test_python_dash_m_fnn_is_the_same_command(monkeypatch, capsys):
+    # `python -m fnn` runs fnn/__main__.py as "__main__", as runpy does here (in this process: a
+    # new interpreter costs seconds of importing JAX and tests nothing more).
+    monkeypatch.setattr(sys, "argv", ["fnn", "run", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("fnn", run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "--resume" in out and "--overwrite" in out
 
 
 def test_cv_scores_every_fold_and_writes_them(tmp_path, capsys):

@@ -147,8 +147,9 @@ def test_true_convolution_rotates_the_kernel():
     w = np.arange(6.0).reshape(2, 3, 1, 1)
     conv = Conv2D(1, (2, 3), use_bias=False, flip_kernel=True)
     corr = Conv2D(1, (2, 3), use_bias=False)
-    y_conv, _ = conv.apply({"w": jnp.asarray(w, jnp.float32)}, {}, jnp.asarray(x, jnp.float32))
-    y_corr, _ = corr.apply({"w": jnp.asarray(w, jnp.float32)}, {}, jnp.asarray(x, jnp.float32))
+    y_conv, y_corr = np.asarray(jax.jit(lambda w, x: [  # one program, not one per op
+        layer.apply({"w": w}, {}, x)[0] for layer in (conv, corr)])(
+            jnp.asarray(w, jnp.float32), jnp.asarray(x, jnp.float32)))
     expected = np.zeros((1, 4, 4, 1))
     for i, j, k, kk in itertools.product(range(4), range(4), range(2), range(3)):
         expected[0, i, j, 0] += x[0, i + 1 - k, j + 2 - kk, 0] * w[k, kk, 0, 0]
@@ -164,8 +165,8 @@ def test_edge_detection_kernel_of_the_course():
     w[1, 1] = 8.0
     image = np.zeros((1, 5, 6, 1))
     image[:, :, 3:] = 1.0
-    y, _ = Conv2D(1, 3, use_bias=False).apply({"w": jnp.asarray(w, jnp.float32)}, {},
-                                              jnp.asarray(image, jnp.float32))
+    y, _ = jax.jit(Conv2D(1, 3, use_bias=False).apply)({"w": jnp.asarray(w, jnp.float32)}, {},
+                                                       jnp.asarray(image, jnp.float32))
     y = np.asarray(y)[0, :, :, 0]
     np.testing.assert_allclose(y[:, 0], 0.0)  # inside the flat dark region
     np.testing.assert_allclose(y[:, 1], -3.0)  # left of the edge: −(3 bright neighbours)
@@ -262,10 +263,16 @@ def test_conv_transpose_is_the_adjoint_of_conv(n, kernel, strides, padding):
     w = jnp.asarray(RNG.normal(size=(kernel, kernel, f, c)), jnp.float32)
     x = jnp.asarray(RNG.normal(size=(1, n, n, c)), jnp.float32)
     y = jnp.asarray(RNG.normal(size=(1, m, m, f)), jnp.float32)
-    conv_x, _ = conv.apply({"w": jnp.swapaxes(w, -1, -2)}, {}, x)
-    convT_y, _ = convT.apply({"w": w}, {}, y)
+
+    @jax.jit  # one program (eager, every op compiles on its own)
+    def both_sides(w, x, y):
+        conv_x, _ = conv.apply({"w": jnp.swapaxes(w, -1, -2)}, {}, x)
+        convT_y, _ = convT.apply({"w": w}, {}, y)
+        return jnp.vdot(conv_x, y), jnp.vdot(x, convT_y), convT_y
+
+    left, right, convT_y = both_sides(w, x, y)
     assert convT_y.shape == x.shape
-    np.testing.assert_allclose(jnp.vdot(conv_x, y), jnp.vdot(x, convT_y), rtol=1e-4)
+    np.testing.assert_allclose(left, right, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- output sizes

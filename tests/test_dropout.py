@@ -13,8 +13,10 @@ import pytest
 from fnn.core import LayerError
 from fnn.layers import Dense, DropConnect, Dropout, serial
 
+# Results are inspected with NumPy: each eager jnp op on them would compile a program of its own
+# (the layers' own eager ops are shared by the tests, which all use a few shapes).
 KEY = jax.random.PRNGKey(0)
-X = jax.random.normal(jax.random.PRNGKey(1), (4, 6))
+X = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
 N = 5000  # copies of X, or keys
 COPIES = jnp.tile(X, (N, 1))  # (N·4, 6)
 KEYS = jax.random.split(jax.random.PRNGKey(2), N)
@@ -25,12 +27,17 @@ def build(layer, shape=X.shape):
     return params, state
 
 
+def train_output(layer, params, state, x, key=KEY):
+    """The train-mode output of ``layer`` on ``x``, as a NumPy array."""
+    return np.asarray(layer.apply(params, state, x, key=key, train=True)[0])
+
+
 def mean_train_output(layer, params, state, over="copies"):
     """The train-mode output on X averaged over N draws of the mask: of copies of X or of keys."""
     if over == "keys":
         apply = jax.vmap(lambda k: layer.apply(params, state, X, key=k, train=True)[0])
-        return jax.jit(apply)(KEYS).mean(axis=0)
-    y, _ = layer.apply(params, state, COPIES, key=KEY, train=True)
+        return np.asarray(jax.jit(lambda keys: apply(keys).mean(axis=0))(KEYS))
+    y = train_output(layer, params, state, COPIES)
     return y.reshape(N, *X.shape[:-1], y.shape[-1]).mean(axis=0)
 
 
@@ -38,17 +45,15 @@ def mean_train_output(layer, params, state, over="copies"):
 
 def test_same_key_same_mask_other_key_other_mask():
     layer = Dropout(0.5)
-    y1, _ = layer.apply({}, {}, X, key=KEY, train=True)
-    y2, _ = layer.apply({}, {}, X, key=KEY, train=True)
-    y3, _ = layer.apply({}, {}, X, key=jax.random.PRNGKey(5), train=True)
+    y1, y2, y3 = (train_output(layer, {}, {}, X, key) for key in (KEY, KEY, jax.random.PRNGKey(5)))
     chex.assert_trees_all_equal(y1, y2)
     assert not np.array_equal(y1 == 0, y3 == 0)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
 def test_fraction_dropped_is_the_rate(rate):
-    y, _ = Dropout(rate).apply({}, {}, jnp.ones_like(COPIES), key=KEY, train=True)
-    n, dropped = y.size, float(jnp.mean(y == 0))
+    y = train_output(Dropout(rate), {}, {}, jnp.ones_like(COPIES))
+    n, dropped = y.size, float(np.mean(y == 0))
     assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / n)
     np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-6)  # kept units: x / (1 − p)
 
@@ -61,8 +66,8 @@ def test_expected_train_output_is_the_eval_output(mode):
     expected = X if mode == "inverted" else (1 - rate) * X
     chex.assert_trees_all_close(y_eval, expected, rtol=1e-6)
     mean = mean_train_output(layer, {}, {})
-    spread = jnp.abs(X) * np.sqrt(rate * (1 - rate)) / (1 - rate if mode == "inverted" else 1)
-    assert jnp.all(jnp.abs(mean - y_eval) < 5 * spread / np.sqrt(N) + 1e-6)
+    spread = np.abs(X) * np.sqrt(rate * (1 - rate)) / (1 - rate if mode == "inverted" else 1)
+    assert np.all(np.abs(mean - np.asarray(y_eval)) < 5 * spread / np.sqrt(N) + 1e-6)
 
 
 def test_eval_mode_is_exact_and_ignores_the_key():
@@ -80,7 +85,7 @@ def test_rate_zero_is_the_identity_and_needs_no_key():
 @pytest.mark.parametrize("mode,scale", [("inverted", 1 / (1 - 0.4)), ("classic", 1.0)])
 def test_gradients_flow_only_through_kept_units(mode, scale):
     layer = Dropout(0.4, mode=mode)
-    y, _ = layer.apply({}, {}, X, key=KEY, train=True)
+    y = train_output(layer, {}, {}, X)
     grad = jax.grad(lambda x: layer.apply({}, {}, x, key=KEY, train=True)[0].sum())(X)
     kept = y != 0
     assert 0 < kept.sum() < kept.size
@@ -107,18 +112,18 @@ def test_dtype_preserved(x64):
 
 def test_broadcast_axes_share_the_mask():
     x = jnp.ones((8, 5, 6))  # (batch, time, features): the same features dropped at every step
-    y, _ = Dropout(0.5, broadcast_axes=(1,)).apply({}, {}, x, key=KEY, train=True)
-    chex.assert_trees_all_equal(y, jnp.broadcast_to(y[:, :1], y.shape))
-    assert not jnp.all(y[:, 0] == y[:1, 0])  # but not across examples
+    y = train_output(Dropout(0.5, broadcast_axes=(1,)), {}, {}, x)
+    chex.assert_trees_all_equal(y, np.broadcast_to(y[:, :1], y.shape))
+    assert not np.all(y[:, 0] == y[:1, 0])  # but not across examples
     _, _, _ = Dropout(0.5, broadcast_axes=(-2,)).init(KEY, (None, 5, 6))
 
 
 def test_inside_a_model_children_get_their_own_keys():
     model = serial(Dropout(0.5), Dropout(0.5))
-    y, _ = model.apply({"dropout_0": {}, "dropout_1": {}}, {"dropout_0": {}, "dropout_1": {}},
-                       jnp.ones_like(COPIES), key=KEY, train=True)
+    y = train_output(model, {"dropout_0": {}, "dropout_1": {}}, {"dropout_0": {}, "dropout_1": {}},
+                     jnp.ones_like(COPIES))
     # independent masks drop 1 − (1/2)² = 3/4; one mask used twice would drop 1/2
-    assert abs(float(jnp.mean(y == 0)) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / y.size)
+    assert abs(float(np.mean(y == 0)) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / y.size)
 
 
 def test_missing_key_in_train_mode():
@@ -167,8 +172,8 @@ def test_dropconnect_expected_train_output_is_eval(per_example):
     y_eval, _ = layer.apply(params, state, X)
     mean = mean_train_output(layer, params, state, over="copies" if per_example else "keys")
     # Var z_j = Σ_i x_i² w_ij² p / (1 − p) for inverted scaling
-    std = jnp.sqrt((X ** 2) @ (params["w"] ** 2) * rate / (1 - rate))
-    assert jnp.all(jnp.abs(mean - y_eval) < 5 * std / np.sqrt(N) + 1e-6)
+    std = np.sqrt((np.asarray(X) ** 2) @ (np.asarray(params["w"]) ** 2) * rate / (1 - rate))
+    assert np.all(np.abs(mean - np.asarray(y_eval)) < 5 * std / np.sqrt(N) + 1e-6)
 
 
 @pytest.mark.parametrize("per_example", [False, True])
@@ -178,12 +183,12 @@ def test_dropconnect_drops_weights_not_units(per_example):
     layer = DropConnect(3, rate, per_example=per_example)
     params, state = build(layer)
     x = jnp.tile(jnp.eye(n_in), (2, 1))  # every basis vector twice
-    z, _ = layer.apply(params, state, x, key=KEY, train=True)
-    masked = (z - params["b"][None]).reshape(2, n_in, 3)  # one (n_in, units) read-out per copy
-    w = params["w"][None]
-    assert jnp.all(jnp.isclose(masked, 0) | jnp.isclose(masked, w / (1 - rate)))
-    assert 0 < jnp.sum(masked == 0) < masked.size  # single weights dropped, not whole units
-    assert jnp.array_equal(masked[0], masked[1]) != per_example  # one mask per batch or example
+    z = train_output(layer, params, state, x)
+    masked = (z - np.asarray(params["b"])[None]).reshape(2, n_in, 3)  # (n_in, units) per copy
+    w = np.asarray(params["w"])[None]
+    assert np.all(np.isclose(masked, 0) | np.isclose(masked, w / (1 - rate)))
+    assert 0 < np.sum(masked == 0) < masked.size  # single weights dropped, not whole units
+    assert np.array_equal(masked[0], masked[1]) != per_example  # one mask per batch or example
 
 
 def test_dropconnect_gradients_reach_only_kept_weights():
@@ -191,8 +196,9 @@ def test_dropconnect_gradients_reach_only_kept_weights():
     params, state = build(layer)
     x = jnp.eye(6)
     grads = jax.grad(lambda p: layer.apply(p, state, x, key=KEY, train=True)[0].sum())(params)
-    z, _ = layer.apply(params, state, x, key=KEY, train=True)
-    kept = (z - params["b"][None]) != 0  # row i of z − b is row i of the masked weights
+    z = train_output(layer, params, state, x)
+    # row i of z − b is row i of the masked weights
+    kept = (z - np.asarray(params["b"])[None]) != 0
     np.testing.assert_allclose(grads["w"], np.where(kept, 2.0, 0.0), rtol=1e-6)
     np.testing.assert_allclose(grads["b"], np.full(3, 6.0))  # biases are never dropped
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fnn import config as config_lib
+from fnn import config as config_lib, plots
 from fnn.config import ConfigError
 from fnn.experiment import check as check_run_config
 
@@ -143,9 +143,13 @@ def test_ties_go_to_the_lower_validation_loss_then_the_earlier_trial():
     assert [r["trial"] for r in lab2.rank(records)] == [1, 3, 0, 2]
 
 
-def test_real_trials_score_what_fnn_run_then_reproduces(tmp_path):
+def test_real_trials_score_what_fnn_run_then_reproduces(tmp_path, monkeypatch):
     """The search trains as `fnn run` does: the same config run by fnn.experiment.run (here the
     final run, with the trials' budget) ends on the validation accuracy the trial scored."""
+    # No PNGs: this test reads numbers only, and drawing is much of a tiny run's time (the
+    # search's plot is checked by the ranking test above, fnn run's in test_cli).
+    monkeypatch.setattr(plots, "available", lambda: False)
+    monkeypatch.setattr(lab2, "plots_available", lambda: False)
     cfg = lab2.parse(raw_config(search={"trials": 1}, final={"run": True}))
     report = lab2.run(cfg, tmp_path, progress=False, log=lambda *a: None)
     best = report["trials"][report["best"]["trial"]]

@@ -26,12 +26,18 @@ _spec.loader.exec_module(traj)
 # ----------------------------------------------------------------------------- trajectories
 
 def python_loop(loss, optimizer, start, steps):
-    """The iterates of ``steps`` updates, one Python step at a time, without jit."""
+    """The iterates of ``steps`` updates, one Python step at a time (each step one jitted call:
+    one program to compile, where eager updates compile every operation)."""
+
+    @jax.jit
+    def step(theta, state):
+        updates, state = optimizer.update(jax.grad(loss)(theta), state, theta)
+        return optim.apply_updates(theta, updates), state
+
     theta = jnp.asarray(start, jnp.float32)
     state, path = optimizer.init(theta), [theta]
     for _ in range(steps):
-        updates, state = optimizer.update(jax.grad(loss)(theta), state, theta)
-        theta = optim.apply_updates(theta, updates)
+        theta, state = step(theta, state)
         path.append(theta)
     return np.stack(path)
 

@@ -190,16 +190,22 @@ def test_padding_label_gives_zero_and_other_out_of_range_labels_nan(loss):
     cross-entropy and 3.0 for categorical_hinge with −1)."""
     scores = jnp.array([[2.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0],
                         [1.0, 0.0, 0.0, 0.0]])
-    values = jax.jit(loss)(scores, jnp.array([-1, 4, 2, -2]))
+
+    @jax.jit  # every call in one program: one compile instead of one per eager op
+    def outputs(scores):
+        return (loss(scores, jnp.array([-1, 4, 2, -2])), loss(scores[2:3], jnp.array([2])),
+                loss(scores[:1], jnp.zeros((1, 4))),
+                jax.grad(lambda s: loss(s, jnp.array([-1, 2, 2, 2]))[0])(scores),
+                # per position along a time axis: only the padded step drops out
+                loss(scores[None], jnp.array([[-1, 1, 2, 0]])),
+                loss(scores[1:], jnp.array([1, 2, 0])).sum(keepdims=True))
+
+    values, third_alone, all_zero_row, gradient, per_step, unpadded = outputs(scores)
     assert values[0] == 0.0 and np.isnan(values[1]) and np.isnan(values[3])
-    assert np.isfinite(values[2]) and values[2] == loss(scores[2:3], jnp.array([2]))[0]
-    np.testing.assert_array_equal(loss(scores[:1], jnp.zeros((1, 4))), [0.0])
-    gradient = jax.grad(lambda s: loss(s, jnp.array([-1, 2, 2, 2]))[0])(scores)
+    assert np.isfinite(values[2]) and values[2] == third_alone[0]
+    np.testing.assert_array_equal(all_zero_row, [0.0])
     np.testing.assert_array_equal(gradient, np.zeros((4, 4)))
-    # per position along a time axis: only the padded step drops out
-    per_step = loss(scores[None], jnp.array([[-1, 1, 2, 0]]))
-    np.testing.assert_allclose(per_step, loss(scores[1:], jnp.array([1, 2, 0])).sum(keepdims=True),
-                               rtol=1e-6)
+    np.testing.assert_allclose(per_step, unpadded, rtol=1e-6)
 
 
 def test_binary_cross_entropy_eps_clips_probabilities(x64):
@@ -288,11 +294,11 @@ def test_sigmoid_and_squared_error_gradients_are_output_deltas(x64):
 # --------------------------------------------------------------------------------------------
 # Shapes and dtypes over random sizes.
 
-batch_sizes = st.integers(1, 5)
-trailing_shapes = st.lists(st.integers(1, 4), max_size=2).map(tuple)
+batch_sizes = st.sampled_from([1, 3, 5])  # few sizes: each new shape compiles
+trailing_shapes = st.sampled_from([(), (1,), (4,), (2, 3)])
 
 
-@settings(max_examples=10, deadline=None)  # each new shape compiles: keep this small
+@settings(max_examples=8, deadline=None)  # each new shape compiles: keep this small
 @given(batch=batch_sizes, trailing=trailing_shapes, name=st.sampled_from(sorted(CASES)),
        seed=st.integers(0, 2**16))
 def test_one_independent_value_per_example(batch, trailing, name, seed):
@@ -303,11 +309,12 @@ def test_one_independent_value_per_example(batch, trailing, name, seed):
         jnp.asarray(x, jnp.float32)
         for x in make_inputs(np.random.default_rng(seed), (batch, *trailing))
     )
-    values = jax.jit(loss)(predictions, targets)
+    # Example i's value depends on example i only: compare with batches of one (both in one
+    # program: each new shape compiles).
+    values, alone = jax.jit(lambda p, t: (loss(p, t), jax.vmap(
+        lambda p, t: loss(p[None], t[None])[0])(p, t)))(predictions, targets)
     assert values.shape == (batch,) and values.dtype == jnp.float32
     assert np.all(np.asarray(values) >= 0)
-    # Example i's value depends on example i only: compare with batches of one.
-    alone = jax.jit(jax.vmap(lambda p, t: loss(p[None], t[None])[0]))(predictions, targets)
     np.testing.assert_allclose(values, alone, rtol=1e-6)
 
 

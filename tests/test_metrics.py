@@ -1,4 +1,8 @@
-"""Metrics against a confusion matrix worked out by hand, a NumPy loop, and their invariants."""
+"""Metrics against a confusion matrix worked out by hand, a NumPy loop, and their invariants.
+
+Most checks call the metrics under ``jax.jit`` (``test_jit_matches_eager`` checks that eager calls
+agree): each eager op would compile a program of its own.
+"""
 from fractions import Fraction
 
 import jax
@@ -32,33 +36,51 @@ def as_floats(fractions):
     return np.array([float(f) for f in fractions], np.float32)
 
 
+jitted_confusion_matrix = jax.jit(metrics.confusion_matrix, static_argnames="num_classes")
+RATIOS = ("precision", "recall", "specificity", "f1")
+
+
+@jax.jit
+def jitted_ratios(cm, zero_division):
+    ratios = {average: {name: getattr(metrics, name)(cm, average, zero_division)
+                        for name in RATIOS} for average in metrics.AVERAGES}
+    return ratios | {"accuracy": metrics.accuracy(cm, zero_division)}
+
+
+def every_ratio(cm, zero_division=0.0):
+    """{average: {name: ratio}} for every per-class ratio and average, and the accuracy (one
+    compiled program per shape of ``cm``)."""
+    return jitted_ratios(cm, float(zero_division))
+
+
 def hand_confusion():
-    return metrics.confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 3)
+    return jitted_confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 3)
 
 
 def test_confusion_matrix_and_counts_by_hand():
     cm = hand_confusion()
     assert cm.dtype == jnp.int32
     np.testing.assert_array_equal(cm, CONFUSION)
-    np.testing.assert_array_equal(np.stack(metrics.counts(cm)), [TP, FP, FN, TN])
+    np.testing.assert_array_equal(np.stack(jax.jit(metrics.counts)(cm)), [TP, FP, FN, TN])
     np.testing.assert_array_equal(metrics.confusion_matrix(LABELS, PREDICTIONS, np.int64(3)), CONFUSION)
 
 
 @pytest.mark.parametrize("metric, expected", PER_CLASS)
 def test_per_class_metrics_by_hand(metric, expected):
-    cm = hand_confusion()
-    np.testing.assert_allclose(metric(cm), as_floats(expected), rtol=1e-6)
-    np.testing.assert_allclose(metric(cm, average="macro"), float(sum(expected) / 3), rtol=1e-6)
+    ratios = every_ratio(hand_confusion())
+    np.testing.assert_allclose(ratios["none"][metric.__name__], as_floats(expected), rtol=1e-6)
+    np.testing.assert_allclose(ratios["macro"][metric.__name__], float(sum(expected) / 3),
+                               rtol=1e-6)
 
 
 def test_accuracy_and_micro_averages_by_hand():
-    cm = hand_confusion()
-    np.testing.assert_allclose(metrics.accuracy(cm), float(ACCURACY), rtol=1e-6)
+    ratios = every_ratio(hand_confusion())
+    np.testing.assert_allclose(ratios["accuracy"], float(ACCURACY), rtol=1e-6)
     # Single-label: every example is one TP or one (FP, FN) pair, so micro P = R = F1 = accuracy.
-    for metric in (metrics.precision, metrics.recall, metrics.f1):
-        np.testing.assert_allclose(metric(cm, average="micro"), float(ACCURACY), rtol=1e-6)
+    for name in ("precision", "recall", "f1"):
+        np.testing.assert_allclose(ratios["micro"][name], float(ACCURACY), rtol=1e-6)
     micro_specificity = Fraction(sum(TN), sum(TN) + sum(FP))
-    np.testing.assert_allclose(metrics.specificity(cm, "micro"), float(micro_specificity), rtol=1e-6)
+    np.testing.assert_allclose(ratios["micro"]["specificity"], float(micro_specificity), rtol=1e-6)
     assert metrics.sensitivity is metrics.recall
 
 
@@ -67,14 +89,15 @@ def test_mask_and_out_of_range_ids_exclude_padded_rows():
     labels = jnp.array(LABELS + padding_labels + [-1, 5])
     predictions = jnp.array(PREDICTIONS + padding_predictions + [0, 1])
     mask = jnp.array([True] * len(LABELS) + [False] * len(padding_labels) + [True, True])
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, predictions, 3, mask), CONFUSION)
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, predictions, 3, mask.astype(jnp.int32)), CONFUSION)
+    np.testing.assert_array_equal(jitted_confusion_matrix(labels, predictions, 3, mask), CONFUSION)
+    np.testing.assert_array_equal(
+        jitted_confusion_matrix(labels, predictions, 3, mask.astype(jnp.int32)), CONFUSION)
 
 
 def test_sequences_are_counted_like_flat_batches():
     labels, predictions = jnp.array(LABELS[:10]).reshape(2, 5), jnp.array(PREDICTIONS[:10]).reshape(2, 5)
-    flat = metrics.confusion_matrix(labels.ravel(), predictions.ravel(), 3)
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, predictions, 3), flat)
+    flat = jitted_confusion_matrix(labels.ravel(), predictions.ravel(), 3)
+    np.testing.assert_array_equal(jitted_confusion_matrix(labels, predictions, 3), flat)
 
 
 def test_jit_matches_eager():
@@ -92,41 +115,52 @@ def test_jit_matches_eager():
 
 def test_absent_class_is_zero_not_nan():
     # Class 3 never occurs and is never predicted: its ratios are 0/0.
-    cm = metrics.confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 4)
-    for metric, expected in [(metrics.precision, 0.0), (metrics.recall, 0.0), (metrics.f1, 0.0),
-                             (metrics.specificity, 1.0)]:  # TN / (TN + FP) = 11 / 11
-        assert metric(cm)[3] == expected
-        assert metric(cm, zero_division=1.0)[3] == 1.0
+    cm = jitted_confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 4)
+    ratios, ratios_one = every_ratio(cm), every_ratio(cm, zero_division=1.0)
+    for name, expected in [("precision", 0.0), ("recall", 0.0), ("f1", 0.0),
+                           ("specificity", 1.0)]:  # TN / (TN + FP) = 11 / 11
+        assert ratios["none"][name][3] == expected
+        assert ratios_one["none"][name][3] == 1.0
     # The macro average runs over all 4 classes, so the absent one pulls it down.
-    np.testing.assert_allclose(metrics.precision(cm, "macro"), float(sum(PRECISION) / 4), rtol=1e-6)
+    np.testing.assert_allclose(ratios["macro"]["precision"], float(sum(PRECISION) / 4), rtol=1e-6)
 
     empty = jnp.zeros((2, 2), jnp.int32)
-    everything = [metric(empty, average) for metric, _ in PER_CLASS for average in metrics.AVERAGES]
-    assert all(np.isfinite(value).all() for value in everything)
-    assert metrics.accuracy(empty) == 0.0 and metrics.accuracy(empty, zero_division=1.0) == 1.0
+    everything, everything_one = every_ratio(empty), every_ratio(empty, zero_division=1.0)
+    assert all(np.isfinite(value).all() for value in jax.tree_util.tree_leaves(everything))
+    assert everything["accuracy"] == 0.0 and everything_one["accuracy"] == 1.0
 
 
 def test_precision_of_a_class_never_predicted():
-    cm = metrics.confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 0, 0]), 2)
-    np.testing.assert_allclose(metrics.precision(cm), [1 / 3, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(metrics.recall(cm), [1.0, 0.0])
+    cm = jitted_confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 0, 0]), 2)
+    ratios = every_ratio(cm)["none"]
+    np.testing.assert_allclose(ratios["precision"], [1 / 3, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(ratios["recall"], [1.0, 0.0])
 
 
 def test_metrics_follow_the_float64_default(x64):
-    assert metrics.precision(hand_confusion()).dtype == jnp.float64
-    np.testing.assert_array_equal(metrics.f1(hand_confusion()), [float(f) for f in F1])
+    ratios = every_ratio(hand_confusion())["none"]
+    assert ratios["precision"].dtype == jnp.float64
+    np.testing.assert_array_equal(ratios["f1"], [float(f) for f in F1])
 
 
 def test_accuracy_from_logits():
     logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
     labels = jnp.array([0, 2, 2, 1])   # correct, wrong, correct, wrong
-    assert metrics.accuracy_from_logits(logits, labels) == 0.5
-    assert metrics.accuracy_from_logits(logits, labels, mask=jnp.array([1, 0, 1, 0])) == 1.0
-    assert metrics.accuracy_from_logits(logits, labels, mask=jnp.zeros(4, bool)) == 0.0
-    sequences = metrics.accuracy_from_logits(logits.reshape(2, 2, 3), labels.reshape(2, 2))
+
+    @jax.jit
+    def accuracies(logits, labels):
+        return (metrics.accuracy_from_logits(logits, labels),
+                metrics.accuracy_from_logits(logits, labels, mask=jnp.array([1, 0, 1, 0])),
+                metrics.accuracy_from_logits(logits, labels, mask=jnp.zeros(4, bool)),
+                metrics.accuracy_from_logits(logits.reshape(2, 2, 3), labels.reshape(2, 2)),
+                metrics.accuracy_from_logits(logits, labels, jnp.array([1, 1, 1, 0])))
+
+    unmasked, masked, all_masked, sequences, three_of_four = accuracies(logits, labels)
+    assert unmasked == 0.5
+    assert masked == 1.0
+    assert all_masked == 0.0
     assert sequences == 0.5
-    jitted = jax.jit(metrics.accuracy_from_logits)(logits, labels, jnp.array([1, 1, 1, 0]))
-    np.testing.assert_allclose(jitted, 2 / 3, rtol=1e-6)
+    np.testing.assert_allclose(three_of_four, 2 / 3, rtol=1e-6)
 
 
 def test_classification_report():
@@ -146,17 +180,18 @@ def test_roc_curve_by_hand():
     scores = jnp.array([0.9, 0.8, 0.8, 0.3, 0.1, 0.7])
     labels = jnp.array([1, 0, 1, 0, 1, 0])
     mask = jnp.array([1, 1, 1, 1, 1, 0])   # the 0.7 negative is padding
-    fpr, tpr, thresholds = metrics.roc_curve(scores, labels, mask)
+    (fpr, tpr, thresholds), auc = jax.jit(
+        lambda *args: (metrics.roc_curve(*args), metrics.roc_auc(*args)))(scores, labels, mask)
     # Thresholds 0.9, 0.8 (tie: both counted), 0.8, 0.7 (masked: no move), 0.3, 0.1.
     np.testing.assert_allclose(fpr, [0, 0, 1 / 2, 1 / 2, 1 / 2, 1, 1], rtol=1e-6)
     np.testing.assert_allclose(tpr, [0, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 1], rtol=1e-6)
     np.testing.assert_allclose(thresholds, [np.inf, 0.9, 0.8, 0.8, 0.7, 0.3, 0.1])
     # Pairs (positive, negative): 0.9 beats both; 0.8 ties one and beats one; 0.1 loses both.
-    np.testing.assert_allclose(metrics.roc_auc(scores, labels, mask), (2 + 1.5 + 0) / 6, rtol=1e-6)
+    np.testing.assert_allclose(auc, (2 + 1.5 + 0) / 6, rtol=1e-6)
 
 
 def test_roc_auc_with_one_class_absent_is_zero():
-    assert metrics.roc_auc(jnp.array([0.2, 0.4]), jnp.array([1, 1])) == 0.0
+    assert jax.jit(metrics.roc_auc)(jnp.array([0.2, 0.4]), jnp.array([1, 1])) == 0.0
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -183,17 +218,8 @@ def ratio(numerator, denominator):
     return numerator / denominator if denominator else 0.0
 
 
-jitted_confusion_matrix = jax.jit(metrics.confusion_matrix, static_argnames="num_classes")
-
-
 def pad_to_batch(values, fill, size=BATCH):
     return np.pad(values, (0, size - len(values)), constant_values=fill)
-
-
-@jax.jit
-def per_class_and_macro(cm):
-    names = ("precision", "recall", "specificity", "f1")
-    return [{name: getattr(metrics, name)(cm, average) for name in names} for average in ("none", "macro")]
 
 
 @settings(max_examples=20, deadline=None)
@@ -228,11 +254,11 @@ def test_metrics_match_a_numpy_loop(example):
         expected["recall"].append(ratio(tp, tp + fn))
         expected["specificity"].append(ratio(tn, tn + fp))
         expected["f1"].append(ratio(2 * tp, 2 * tp + fp + fn))
-    per_class, macro = per_class_and_macro(cm)
+    ratios = every_ratio(cm)
     for name, values in expected.items():
-        np.testing.assert_allclose(per_class[name], values, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(macro[name], np.mean(values), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(metrics.accuracy(cm), ratio(np.trace(cm), cm.sum()), rtol=1e-6)
+        np.testing.assert_allclose(ratios["none"][name], values, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(ratios["macro"][name], np.mean(values), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ratios["accuracy"], ratio(np.trace(cm), cm.sum()), rtol=1e-6)
 
 
 @settings(max_examples=20, deadline=None)

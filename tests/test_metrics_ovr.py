@@ -127,13 +127,18 @@ def test_micro_auc_on_tied_scores_under_jit_is_the_exact_fraction(use_x64):
 def test_every_ratio_follows_the_float64_default(x64):
     """Counts are int32, ratios float64 under x64 (int32 / int32 was float32)."""
     labels, predictions = jnp.array([0, 1, 2, 2, 1]), jnp.array([0, 2, 2, 1, 1])
-    cm = metrics.confusion_matrix(labels, predictions, 3)
+
+    @jax.jit  # one program for all (eager ops would compile one each); dtypes are the same
+    def counts_and_ratios(labels, predictions):
+        cm = metrics.confusion_matrix(labels, predictions, 3)
+        return cm, [metrics.accuracy(cm), metrics.precision(cm), metrics.recall(cm, "micro"),
+                    metrics.specificity(cm, "macro"), metrics.f1(cm),
+                    metrics.accuracy_from_logits(jax.nn.one_hot(predictions, 3), labels),
+                    *metrics.roc_curve(jnp.arange(5.0), labels == 1)[:2],
+                    metrics.roc_auc(jnp.arange(5.0), labels == 1),
+                    metrics.roc_auc_ovr(jax.nn.one_hot(predictions, 3), labels, average="macro")]
+
+    cm, ratios = counts_and_ratios(labels, predictions)
     assert cm.dtype == jnp.int32
-    ratios = [metrics.accuracy(cm), metrics.precision(cm), metrics.recall(cm, "micro"),
-              metrics.specificity(cm, "macro"), metrics.f1(cm),
-              metrics.accuracy_from_logits(jax.nn.one_hot(predictions, 3), labels),
-              *metrics.roc_curve(jnp.arange(5.0), labels == 1)[:2],
-              metrics.roc_auc(jnp.arange(5.0), labels == 1),
-              metrics.roc_auc_ovr(jax.nn.one_hot(predictions, 3), labels, average="macro")]
     assert [r.dtype for r in ratios] == [jnp.float64] * len(ratios)
-    np.testing.assert_array_equal(metrics.precision(cm), [1.0, 1 / 2, 1 / 2])
+    np.testing.assert_array_equal(ratios[1], [1.0, 1 / 2, 1 / 2])

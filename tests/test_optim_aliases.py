@@ -48,11 +48,11 @@ PARAMS = {"dense": {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3),
 
 
 def gradients(params, seed):
-    """Random gradients shaped like ``params``, in their dtypes."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return treedef.unflatten([jax.random.normal(key, x.shape).astype(x.dtype)
-                              for key, x in zip(keys, leaves)])
+    """Random gradients shaped like ``params``, in their dtypes (drawn by NumPy: jax.random
+    would compile a program per leaf shape)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype),
+                                  params)
 
 
 def steps(optimizer, params, seeds, update=None):

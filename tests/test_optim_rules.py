@@ -331,9 +331,15 @@ def test_every_state_follows_the_parameters_dtype(x64):
                     optim.scale_by_bold_driver(), optim.reduce_on_plateau()),
         optim.accumulate_gradients(optim.adam(), every_k=2)]
     for optimizer in pieces:
-        state = optimizer.init(params)
-        for _ in range(2):
-            _, state = optimizer.update(grads, state, params, loss=jnp.asarray(1.0))
+
+        def two_updates(params, grads):
+            state = optimizer.init(params)
+            for _ in range(2):
+                _, state = optimizer.update(grads, state, params, loss=jnp.asarray(1.0))
+            return state
+
+        # Traced, not compiled (eager ops would compile one program each): dtypes are the same.
+        state = jax.eval_shape(two_updates, params, grads)
         floats = [x.dtype for x in jax.tree_util.tree_leaves(state)
                   if jnp.issubdtype(x.dtype, jnp.floating)]
         assert floats and set(floats) == {jnp.dtype("float64")}, (optimizer, state)

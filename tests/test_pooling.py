@@ -16,6 +16,12 @@ RNG = np.random.default_rng(1)
 KEY = jax.random.PRNGKey(0)
 
 
+def apply(layer, x, params=None, state=None):
+    """``layer``'s output on ``x`` under one jax.jit (eager, each op compiles on its own)."""
+    params, state = params or {}, state or {}
+    return np.asarray(jax.jit(lambda v: layer.apply(params, state, v)[0])(x))
+
+
 def np_pool(x, op, window, strides, pads, count_include_pad=False):
     """Pool x (N, M, M', C) per channel over windows of the padded input, by a loop. Padded
     cells are missing for max/min and for the average unless ``count_include_pad``."""
@@ -59,7 +65,7 @@ def test_pool2d_matches_numpy_loop(op, sizes, window, strides, padding, pads):
     s2 = w2 if strides is None else ((strides,) * 2 if isinstance(strides, int) else strides)
     layer = LAYERS[op](window, strides, padding)
     out, params, state = layer.init(KEY, (None, *sizes, 3))
-    y, _ = layer.apply(params, state, jnp.asarray(x, jnp.float32))
+    y = apply(layer, jnp.asarray(x, jnp.float32), params, state)
     expected = np_pool(x, op, w2, s2, pads)
     assert out == (None, *expected.shape[1:]) and y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
@@ -70,8 +76,8 @@ def test_avg_pool_count_include_pad():
     x = RNG.normal(size=(1, 4, 5, 2))
     excl = AvgPool2D(3, 2, 1)
     incl = AvgPool2D(3, 2, 1, count_include_pad=True)
-    y_excl, _ = excl.apply({}, {}, jnp.asarray(x, jnp.float32))
-    y_incl, _ = incl.apply({}, {}, jnp.asarray(x, jnp.float32))
+    y_excl = apply(excl, jnp.asarray(x, jnp.float32))
+    y_incl = apply(incl, jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(y_excl, np_pool(x, "avg", (3, 3), (2, 2), [(1, 1)] * 2), rtol=1e-5)
     np.testing.assert_allclose(y_incl, np_pool(x, "avg", (3, 3), (2, 2), [(1, 1)] * 2, True),
                                rtol=1e-5, atol=1e-6)
@@ -84,17 +90,16 @@ def test_pool1d_is_pool2d_on_one_row():
     for one, two in [(MaxPool1D(3, 2, "SAME"), MaxPool2D((1, 3), (1, 2), "SAME")),
                      (MinPool1D(2), MinPool2D((1, 2))),
                      (AvgPool1D(3, 1, (2, 0)), AvgPool2D((1, 3), 1, ((0, 0), (2, 0))))]:
-        y1, _ = one.apply({}, {}, jnp.asarray(x))
-        y2, _ = two.apply({}, {}, jnp.asarray(x[:, None]))
+        y1, y2 = apply(one, jnp.asarray(x)), apply(two, jnp.asarray(x[:, None]))
         np.testing.assert_allclose(y1, y2[:, 0], rtol=1e-6)
         assert init_shapes(one, (None, 9, 3))[0] == (None, y1.shape[1], 3)
 
 
 def test_global_pools():
     x = RNG.normal(size=(2, 3, 4, 5)).astype(np.float32)
-    y, _ = GlobalAvgPool().apply({}, {}, jnp.asarray(x))
+    y = apply(GlobalAvgPool(), jnp.asarray(x))
     np.testing.assert_allclose(y, x.mean(axis=(1, 2)), rtol=1e-5)
-    y, _ = GlobalMaxPool(keepdims=True).apply({}, {}, jnp.asarray(x))
+    y = apply(GlobalMaxPool(keepdims=True), jnp.asarray(x))
     np.testing.assert_allclose(y, x.max(axis=(1, 2), keepdims=True))
     assert init_shapes(GlobalAvgPool(), (None, 3, 4, 5))[0] == (None, 5)
     assert init_shapes(GlobalMaxPool(keepdims=True), (None, 3, 4, 5))[0] == (None, 1, 1, 5)
@@ -109,22 +114,24 @@ def test_max_pool_gradient_goes_to_the_winner():
                   [3, 2, 1, 0],
                   [1, 2, 3, 4]], np.float32).reshape(1, 4, 4, 1)
     delta = np.array([[1, 2], [3, 4]], np.float32).reshape(1, 2, 2, 1)
-    y, vjp = jax.vjp(lambda v: MaxPool2D(2).apply({}, {}, v)[0], jnp.asarray(x))
+    y, pulled_back = jax.jit(lambda v, d: (lambda out, vjp: (out, vjp(d)[0]))(
+        *jax.vjp(lambda v: MaxPool2D(2).apply({}, {}, v)[0], v)))(jnp.asarray(x), delta)
     np.testing.assert_array_equal(y[0, :, :, 0], [[6, 8], [3, 4]])
     expected = np.array([[0, 0, 0, 0],
                          [0, 1, 0, 2],
                          [3, 0, 0, 0],
                          [0, 0, 0, 4]], np.float32)
-    np.testing.assert_array_equal(vjp(jnp.asarray(delta))[0][0, :, :, 0], expected)
+    np.testing.assert_array_equal(pulled_back[0, :, :, 0], expected)
 
 
 def test_avg_pool_gradient_is_spread_evenly():
     """Average pooling over N×N windows gives every input of a window 1/(N·N) of its delta."""
     x = jnp.asarray(RNG.normal(size=(1, 4, 4, 1)), jnp.float32)
     delta = np.array([[1, 2], [3, 4]], np.float32).reshape(1, 2, 2, 1)
-    _, vjp = jax.vjp(lambda v: AvgPool2D(2).apply({}, {}, v)[0], x)
+    pulled_back = jax.jit(lambda v, d: jax.vjp(lambda v: AvgPool2D(2).apply({}, {}, v)[0], v)[1](
+        d)[0])(x, delta)
     expected = np.kron(delta[0, :, :, 0], np.ones((2, 2))) / 4
-    np.testing.assert_allclose(vjp(jnp.asarray(delta))[0][0, :, :, 0], expected)
+    np.testing.assert_allclose(pulled_back[0, :, :, 0], expected)
 
 
 @pytest.mark.parametrize("layer", [AvgPool2D(3, 2, "SAME"), MaxPool2D(2, 1)],
