@@ -83,6 +83,7 @@ _PER_MODE = {"init_shape", "dtype", "jit_matches_eager", "no_retrace", "state_st
 _MODES = (("eval", False), ("train", True))
 _DEFAULT_BATCH = 3  # replaces a None batch axis in `input_shape`
 _MAX_ELEMENTS = 1 << 22  # of the perturbed copies of θ evaluated at once by finite differences
+_CONV_BATCH = 4  # perturbed copies of θ evaluated at once for a layer with convolutions
 
 
 # ----------------------------------------------------------------------------- the report
@@ -911,7 +912,7 @@ def _check_gradients(c, name, layer, shape, params, state, apply_key, train, o):
         def loss_of(diff_leaves, cotangent):  # L = Σ ⟨y, c⟩
             return sum(jnp.vdot(a, b) for a, b in zip(outputs(diff_leaves), cotangent))
 
-        out_abs = jax.eval_shape(outputs, diff_leaves)
+        jaxpr, out_abs = jax.make_jaxpr(outputs, return_shape=True)(diff_leaves)
         if not out_abs:
             c.skipped(name, "the layer has no floating outputs")
             return
@@ -943,6 +944,7 @@ def _check_gradients(c, name, layer, shape, params, state, apply_key, train, o):
             chosen.append(offset + idx)
         coords = np.concatenate(chosen).astype(np.int32)
         eps, k = o["grad_eps"], len(coords)
+        convolves = _uses_convolution(jaxpr.jaxpr)
 
         @jax.jit  # one compilation for the gradient and all the finite differences
         def grad_and_finite_diff(diff_leaves):
@@ -953,17 +955,18 @@ def _check_gradients(c, name, layer, shape, params, state, apply_key, train, o):
 
             where = np.concatenate([coords, coords])
             step = np.concatenate([np.full(k, eps), np.full(k, -eps)])
-            if 2 * k * flat.size <= _MAX_ELEMENTS:  # small: θ ± ε e_i as one constant matrix
-                steps = np.zeros((2 * k, flat.size))
+            if 2 * k * flat.size <= _MAX_ELEMENTS and not convolves:
+                steps = np.zeros((2 * k, flat.size))  # small: θ ± ε e_i as one constant matrix
                 steps[np.arange(2 * k), where] = step
                 values = jax.vmap(loss)(flat[None] + steps)
-            else:  # large: one coordinate at a time, in chunks of bounded memory
+            else:  # large, or convolving: a few coordinates at a time
                 def shifted(where_step):  # L(θ ± ε e_i)
                     i, h = where_step
                     return loss(flat.at[i].add(h))
 
                 values = jax.lax.map(shifted, (jnp.asarray(where), jnp.asarray(step)),
-                                     batch_size=max(1, _MAX_ELEMENTS // flat.size))
+                                     batch_size=_CONV_BATCH if convolves
+                                     else max(1, _MAX_ELEMENTS // flat.size))
             return jax.grad(loss)(flat)[coords], (values[:k] - values[k:]) / (2 * eps)
 
         grad, finite_diff = (np.asarray(a) for a in grad_and_finite_diff(diff_leaves))
@@ -989,6 +992,23 @@ def _check_gradients(c, name, layer, shape, params, state, apply_key, train, o):
         problems.append("the gradient is identically zero, which tests nothing (for a piecewise "
                         "constant layer pass gradients='zero')")
     c.verdict(name, problems, numbers)
+
+
+def _uses_convolution(jaxpr) -> bool:
+    """Does ``jaxpr`` (or one nested in it: scan, cond, custom rules) hold a convolution?
+    Finite differences perturb the kernel too, and a convolution ``vmap``-ped over its kernel
+    becomes a grouped convolution, which XLA:CPU runs in time quadratic in the batch (the
+    perturbed copies: seconds for a few hundred); the finite differences of such layers are
+    evaluated a few copies at a time instead (`_CONV_BATCH`), in linear time."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for value in eqn.params.values():
+            for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(inner, "eqns") and _uses_convolution(inner):
+                    return True
+    return False
 
 
 def _rebuild(treedef, leaves, floats, diff_leaves):

@@ -142,7 +142,8 @@ def test_a_two_input_parallel_model_trains_through_fit():
     assert result.history["accuracy"][-1] > 0.9
     out = predict(model, result.params, result.state, (xa, xb), batch_size=7)
     assert out.shape == (64, 2)
-    scores = evaluate(model, result.params, result.state, ((xa, xb), y), loss="softmax_cross_entropy")
+    scores = evaluate(model, result.params, result.state, ((xa, xb), y),
+                      loss="softmax_cross_entropy")
     assert scores["accuracy"] == pytest.approx(float(np.mean(np.argmax(out, -1) == y)))
 
 
@@ -230,7 +231,9 @@ def test_monitor_sees_inside_a_residual_block():
     model = serial(Dense(4), residual(Dense(4), ReLU()), Dense(2))
     _, params, state = model.init(KEY, (None, 3))
     x, y = np.ones((8, 3), np.float32), np.zeros(8, np.int32)
-    stats = fnn.monitor.layer_stats(model, params, state, (x, y), loss="softmax_cross_entropy")
+    # jitted (it is pure): one compilation instead of one per eager op
+    stats = jax.jit(lambda p: fnn.monitor.layer_stats(model, p, state, (x, y),
+                                                      loss="softmax_cross_entropy"))(params)
     assert "residual_0/block/dense_0" in stats and "grad_norm" in stats["residual_0/block/dense_0"]
     assert "dead_fraction" in stats["residual_0/block/relu_0"]
 
@@ -299,7 +302,7 @@ def _train(tmp_path, *, interrupt_after_saves=None, resume=False, epochs=3):
     return fit(model, params, state, (x, y), loss="softmax_cross_entropy",
                optimizer=adam(0.01), key=jax.random.PRNGKey(3), epochs=epochs, batch_size=8,
                checkpoint_path=str(tmp_path / "ck.npz"), checkpoint_every=3, resume=resume,
-               progress=False)
+               progress=False, steps_per_call=1)  # one compiled step, not a scan per chunk size
 
 
 def _assert_same(a, b):
