@@ -12,7 +12,13 @@ same model and step written by hand with `jax.numpy` and `lax.scan`), and, when 
 ``torch`` (PyTorch eager) for every workload. ``lenet5``: LeNet-5 with max pooling and ReLU,
 batch 128 of 28×28×1 (``--workloads lenet5`` runs it alone), the step of
 `benchmarks/lenet5.py` (which compares fnn, hand-written JAX and PyTorch more closely), with
-Flax, Equinox and Haiku too. word2vec has its own benchmark (`benchmarks/word2vec_gensim.py`).
+Flax, Equinox and Haiku too. ``word2vec``: skip-gram with 5 negative samples, vocabulary 9,002,
+dimension 100 (the enwiki sample's), one "step" = one chunk of 64 SGD steps of 256 (centre,
+context) pairs, the unit fnn's word2vec runs per jitted call (`make_run_steps`), against the same
+closed-form updates written by hand in JAX (`lax.fori_loop`, scatter-adds) and in PyTorch eager
+(`index_add_`); the table adds pairs per second. (On the same batch the three summed losses
+agree to 5·10⁻⁵: fnn's drops a noise word equal to the target, as word2vec.c does.) Against
+gensim on a real corpus, with quality: `benchmarks/word2vec_gensim.py`.
 
 Each round times ``--steps`` steps of every implementation in turn (a different order each
 round); a step's time is the median over rounds. For the JAX implementations the table also
@@ -35,6 +41,7 @@ import numpy as np
 
 import fnn
 from fnn import losses
+from fnn.embeddings import word2vec
 from fnn.layers import GRUCell, LSTMCell, RNN, Dense, Embedding, serial
 from fnn.models import lenet5, mlp
 from fnn.optim import sgd
@@ -43,7 +50,10 @@ LR = 0.01
 
 
 def step_flops(workload: str) -> float:
-    """FLOPs of one training step's matrix products: 3 × 2 × the forward's multiply-adds."""
+    """FLOPs of one training step's matrix products: 3 × 2 × the forward's multiply-adds
+    (word2vec: the dot products of each pair with its target and noise words, per chunk)."""
+    if workload == "word2vec":
+        return 6.0 * W2V_STEPS * W2V_BATCH * (1 + W2V_NEGATIVE) * W2V_DIM
     if workload == "mlp":
         macs = 128 * (784 * 300 + 300 * 100 + 100 * 10)
     elif workload == "lenet5":  # C1, C3, C5 (multiply-adds per output × outputs), F6, output
@@ -53,6 +63,10 @@ def step_flops(workload: str) -> float:
         macs = BATCH_LM * T * ((EMBED + HIDDEN) * gates * HIDDEN + HIDDEN * VOCAB)
     return 6.0 * macs
 VOCAB, EMBED, HIDDEN, T, BATCH_LM = 65, 64, 256, 64, 32
+# word2vec (skip-gram, negative sampling): a "step" of this workload is one chunk of W2V_STEPS
+# SGD steps of W2V_BATCH (centre, context) pairs, as fnn's word2vec runs them per jitted call;
+# the vocabulary and dimension of benchmarks/word2vec_gensim.py's enwiki sample
+W2V_VOCAB, W2V_DIM, W2V_NEGATIVE, W2V_BATCH, W2V_STEPS, W2V_LR = 9002, 100, 5, 256, 64, 0.025
 
 
 # ----------------------------------------------------------------------------- data
@@ -65,6 +79,19 @@ def lenet_batch(rng):
     return (rng.random((128, 28, 28, 1), np.float32), rng.integers(0, 10, 128).astype(np.int32))
 
 
+def w2v_batch(rng):
+    """One chunk: centres (S, B), contexts (S, B), noise words (S, B, K), int32."""
+    shape = (W2V_STEPS, W2V_BATCH)
+    return (rng.integers(0, W2V_VOCAB, shape).astype(np.int32),
+            rng.integers(0, W2V_VOCAB, shape).astype(np.int32),
+            rng.integers(0, W2V_VOCAB, (*shape, W2V_NEGATIVE)).astype(np.int32))
+
+
+def w2v_init():
+    """word2vec.c's initialization, as `fnn.embeddings.word2vec.init_params`: (V, D) each."""
+    return word2vec.init_params(jax.random.PRNGKey(0), W2V_VOCAB, W2V_DIM)
+
+
 def lm_batch(rng):
     ids = rng.integers(0, VOCAB, (BATCH_LM, T + 1)).astype(np.int32)
     return ids[:, :-1], ids[:, 1:]
@@ -73,6 +100,22 @@ def lm_batch(rng):
 # ----------------------------------------------------------------------------- fnn
 
 def fnn_step(workload, batch):
+    if workload == "word2vec":  # fnn.embeddings.word2vec's jitted chunk of SGD steps
+        settings = word2vec.Word2VecSettings(dim=W2V_DIM, negative=W2V_NEGATIVE,
+                                             batch_size=W2V_BATCH, steps_per_call=W2V_STEPS,
+                                             learning_rate=W2V_LR, min_learning_rate=W2V_LR)
+        run_steps = word2vec.make_run_steps(settings, total_tokens=1)
+        centres, contexts, noise = batch
+        arrays = (jnp.asarray(centres[..., None]), jnp.ones((*centres.shape, 1), jnp.float32),
+                  jnp.asarray(contexts), jnp.asarray(noise),
+                  jnp.zeros(W2V_STEPS, jnp.int32))
+        carry = [w2v_init()]
+
+        def run_w2v():
+            carry[0], total, _ = run_steps(carry[0], arrays, W2V_STEPS)
+            return total
+
+        return run_w2v, (run_steps, (carry[0], arrays, W2V_STEPS))
     if workload == "mlp":
         model = mlp([300, 100, 10])
         shape = (None, 784)
@@ -157,7 +200,42 @@ def hand_loss(workload):
     return loss
 
 
+def w2v_jax_step(batch):
+    """Skip-gram with negative sampling written by hand: per step, h = W[c], scores of the
+    target and noise words, the gradients of −log σ(u_o·h) − Σ log σ(−u_k·h) in closed form,
+    scatter-added into both tables (as word2vec.c)."""
+    centres, contexts, noise = (jnp.asarray(a) for a in batch)
+
+    @jax.jit
+    def run(params, centres, contexts, noise):
+        def body(t, carry):
+            w_in, w_out, total = carry
+            c, words = centres[t], jnp.concatenate([contexts[t][:, None], noise[t]], axis=1)
+            h, u = w_in[c], w_out[words]  # (B, D), (B, 1+K, D)
+            labels = (jnp.arange(1 + W2V_NEGATIVE) == 0).astype(h.dtype)
+            scores = jnp.einsum("bd,bkd->bk", h, u)
+            g = jax.nn.sigmoid(scores) - labels  # ∂L/∂score
+            total = total - jnp.sum(jax.nn.log_sigmoid(jnp.where(labels > 0, scores, -scores)))
+            w_out = w_out.at[words.reshape(-1)].add(
+                -W2V_LR * (g[:, :, None] * h[:, None, :]).reshape(-1, W2V_DIM))
+            w_in = w_in.at[c].add(-W2V_LR * jnp.einsum("bk,bkd->bd", g, u))
+            return w_in, w_out, total
+        w_in, w_out, total = jax.lax.fori_loop(
+            0, W2V_STEPS, body, (params["input"], params["output"], jnp.zeros(())))
+        return {"input": w_in, "output": w_out}, total
+
+    carry = [w2v_init()]
+
+    def run_w2v():
+        carry[0], total = run(carry[0], centres, contexts, noise)
+        return total
+
+    return run_w2v, (run, (carry[0], centres, contexts, noise))
+
+
 def jax_step(workload, batch):
+    if workload == "word2vec":
+        return w2v_jax_step(batch)
     if workload == "lenet5":
         return lenet_jax_step(batch)
     loss = hand_loss(workload)
@@ -307,6 +385,27 @@ def torch_step(workload, batch):
         _, params, _ = lenet5(pool="max", activation="relu", padding=2).init(
             jax.random.PRNGKey(0), (None, 28, 28, 1))
         return lenet5_torch_step(torch, "max", "relu", params, batch[0], batch[1]), None
+    if workload == "word2vec":  # the same closed-form SGD steps, eager, with index_add_
+        params = w2v_init()
+        w_in, w_out = (torch.tensor(np.asarray(params[k])) for k in ("input", "output"))
+        centres, contexts, noise = (torch.as_tensor(a.astype(np.int64)) for a in batch)
+        labels = (torch.arange(1 + W2V_NEGATIVE) == 0).float()
+
+        def run_w2v():
+            total = 0.0
+            for t in range(W2V_STEPS):
+                words = torch.cat([contexts[t][:, None], noise[t]], dim=1)
+                h, u = w_in[centres[t]], w_out[words]
+                scores = torch.einsum("bd,bkd->bk", h, u)
+                g = torch.sigmoid(scores) - labels
+                total -= torch.nn.functional.logsigmoid(
+                    torch.where(labels > 0, scores, -scores)).sum()
+                w_out.index_add_(0, words.reshape(-1),
+                                 (-W2V_LR * g[:, :, None] * h[:, None, :]).reshape(-1, W2V_DIM))
+                w_in.index_add_(0, centres[t], -W2V_LR * torch.einsum("bk,bkd->bd", g, u))
+            return total
+
+        return run_w2v, None
     if workload == "mlp":
         model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(),
                                     torch.nn.Linear(300, 100), torch.nn.ReLU(),
@@ -383,14 +482,16 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--workloads", nargs="+", default=["mlp", "lenet5", "lstm", "gru"])
+    parser.add_argument("--workloads", nargs="+",
+                        default=["mlp", "lenet5", "lstm", "gru", "word2vec"])
     parser.add_argument("--out", default="benchmarks/table.json")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     matmul, matmul_times = roofline(), []
     table = {}
     for workload in args.workloads:
-        batch = {"mlp": mlp_batch, "lenet5": lenet_batch}.get(workload, lm_batch)(rng)
+        batch = {"mlp": mlp_batch, "lenet5": lenet_batch,
+                 "word2vec": w2v_batch}.get(workload, lm_batch)(rng)
         names = [n for n in IMPLEMENTATIONS if available(n)
                  and (workload in PEER_WORKLOADS or n not in PEERS_MLP_ONLY)]
         runs, info = {}, {}
@@ -413,6 +514,8 @@ def main(argv=None) -> dict:
         base = float(np.median(info["jax"]["times"]))
         for name in names:
             step = float(np.median(info[name]["times"]))
+            if workload == "word2vec":
+                info[name]["pairs_per_second"] = W2V_STEPS * W2V_BATCH / step
             info[name].update(step_ms=step * 1e3, ratio_to_jax=step / base,
                               achieved_gflops=(info[name]["flops_per_step"] / step / 1e9
                                                if info[name]["flops_per_step"] else None))
