@@ -18,14 +18,12 @@ over the repeats; the table gives each loop's ratio to ``hand`` (< 1: faster tha
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from record import record, write
 
 import fnn
 from fnn import losses
@@ -139,14 +137,8 @@ def main(argv=None) -> dict:
         print(f"batch {batch_size}: " + ", ".join(
             f"{name} {medians[name]:.3f} s/epoch ({medians[name] / medians['hand']:.2f}x hand)"
             for name in LOOPS))
-    record = {"date": time.strftime("%Y-%m-%d %H:%M"), "data": source, "jax": jax.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "load_average": os.getloadavg(), "repeats": args.repeats, "epochs": args.epochs,
-              "results": results}
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(record, file, indent=2)
-    return record
+    return write(record(data=source, repeats=args.repeats, epochs=args.epochs, results=results),
+                 args.out)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,12 @@ memory saving is what carries over to accelerators.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from record import record, write
 
 import fnn
 from fnn.layers import LSTMCell, RNN, Dense, Embedding, ReLU, remat, serial
@@ -138,14 +136,8 @@ def main(argv=None):
                   f"off)  temp {i['temp_mib']:7.2f} MiB ({i['temp_ratio']:.2f}x)  "
                   f"{i['step_ms']:7.2f} ms ({i['time_ratio']:.2f}x)")
         results[workload] = info
-    record = {"date": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "load_average": os.getloadavg(), "rounds": args.rounds, "steps": args.steps,
-              "train_steps": args.train_steps, "results": results}
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(record, file, indent=2)
-    return record
+    return write(record(rounds=args.rounds, steps=args.steps, train_steps=args.train_steps,
+                        results=results), args.out)
 
 
 if __name__ == "__main__":

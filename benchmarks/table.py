@@ -30,14 +30,12 @@ forward's multiply-adds × 2), against a float32 matrix-product roofline measure
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from record import record, write
 
 import fnn
 from fnn import losses
@@ -529,16 +527,10 @@ def main(argv=None) -> dict:
                      else "") + (f", {i['achieved_gflops']:.1f} GFLOP/s "
                                  f"({100 * i['roofline_fraction']:.0f}% of the roofline)")
             print(f"  {name:8s} {i['step_ms']:8.2f} ms/step  {i['ratio_to_jax']:.2f}x jax{extra}")
-    record = {"date": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "load_average": os.getloadavg(), "roofline_gflops": peak / 1e9,
-              "rounds": args.rounds, "steps": args.steps,
-              "table": {w: {n: {k: v for k, v in i.items() if k != "times"} for n, i in t.items()}
-                        for w, t in table.items()}}
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(record, file, indent=2)
-    return record
+    return write(record(roofline_gflops=peak / 1e9, rounds=args.rounds, steps=args.steps,
+                        table={w: {n: {k: v for k, v in i.items() if k != "times"}
+                                   for n, i in t.items()} for w, t in table.items()}),
+                 args.out)
 
 
 if __name__ == "__main__":
