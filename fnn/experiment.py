@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations, checkpoint, init, losses, metrics, optim, plots
@@ -283,9 +282,8 @@ def make_schedule(cfg: ScheduleConfig, initial_value: float, steps_per_epoch: in
     _check_range("schedule.warmup", cfg.warmup, 0)
     schedule = _checked("schedule", lambda o: factory(initial_value, **o), cfg.options)
     per_unit = steps_per_epoch if cfg.unit == "epoch" else 1
-    if per_unit != 1:
-        in_units = schedule
-        schedule = lambda step: in_units(jnp.asarray(step) / per_unit)  # noqa: E731
+    if cfg.unit == "epoch":
+        schedule = optim.schedules.per_epoch(schedule, per_unit, staircase=False)
     warmup_steps = round(cfg.warmup * per_unit)
     return optim.schedules.warmup_then(schedule, warmup_steps) if warmup_steps else schedule
 

@@ -220,11 +220,15 @@ def warmup_then(schedule: Schedule, warmup_steps: int, start_value: float = 0.0)
     return join_schedules([warmup, schedule], [warmup_steps])
 
 
-def per_epoch(schedule: Schedule, steps_per_epoch: int) -> Schedule:
-    """A schedule written in epochs as one in steps: ``η_t = schedule(⌊t / steps_per_epoch⌋)``."""
+def per_epoch(schedule: Schedule, steps_per_epoch: int, staircase: bool = True) -> Schedule:
+    """A schedule written in epochs as one in steps: ``η_t = schedule(⌊t / steps_per_epoch⌋)``,
+    or, without ``staircase``, ``schedule(t / steps_per_epoch)`` read at the fractional epoch (the
+    rate then changes every step)."""
     check_callable("per_epoch", "schedule", schedule, "a function epoch -> value")
     steps_per_epoch = check_int("per_epoch", "steps_per_epoch", steps_per_epoch)
-    return lambda step: schedule(jnp.asarray(step) // steps_per_epoch)
+    if staircase:
+        return lambda step: schedule(jnp.asarray(step) // steps_per_epoch)
+    return lambda step: schedule(_float(step) / steps_per_epoch)
 
 
 # The schedules a config may name (``[schedule] name = "cosine_decay"``): each takes the initial
