@@ -1,6 +1,7 @@
 """The command line (also ``python -m fnn ...``):
 
     fnn run CONFIG [--out DIR] [--resume | --overwrite] [--set KEY=VALUE ...] [--data-dir DIR]
+            [--processes N --process-id I --coordinator HOST:PORT] [--cpu-devices N]
     fnn cv CONFIG --folds 5 [--out SCORES.json] [--set KEY=VALUE ...] [--data-dir DIR]
     fnn evaluate RUN_DIR [--out SCORES.json]
     fnn predict RUN_DIR INPUTS.npy [--out SCORES.npy]
@@ -53,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bar within each epoch (one line per epoch still)")
     run.add_argument("--quiet", action="store_true", help="print nothing while training")
+    job = run.add_argument_group(
+        "data-parallel training over several processes or hosts (the mesh: [parallel] in the "
+        "config); start the same command once per process, each with its own --process-id")
+    job.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="number of processes training together (default 1)")
+    job.add_argument("--process-id", type=int, metavar="I", help="this process: 0 … N-1")
+    job.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="address of process 0, where the processes meet")
+    job.add_argument("--cpu-devices", type=int, metavar="N",
+                     help="split this process's CPU into N devices (to try a mesh on one machine)")
     cv = commands.add_parser("cv", parents=[common, configured],
                              help="k-fold cross-validation of a config on its training data")
     cv.add_argument("config", help="path to a TOML config")
@@ -79,9 +90,48 @@ def load_config(args):
     return config_lib.load(args.config, overrides=overrides), bool(overrides)
 
 
+def job_error(args) -> str:
+    """What is wrong with ``fnn run``'s process flags ("" if nothing)."""
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        return f"--cpu-devices must be >= 1; got {args.cpu_devices}."
+    if args.processes < 1:
+        return f"--processes must be >= 1; got {args.processes}."
+    if args.processes == 1:
+        given = [flag for flag, value in (("--process-id", args.process_id),
+                                          ("--coordinator", args.coordinator)) if value is not None]
+        verb = "needs" if len(given) == 1 else "need"
+        return f"{' and '.join(given)} {verb} --processes N > 1." if given else ""
+    if args.coordinator is None or args.process_id is None:
+        return (f"--processes {args.processes} needs --coordinator HOST:PORT (process 0's "
+                "address) and --process-id.")
+    if args.out is None:
+        return (f"--processes {args.processes} needs --out: the run folder, the same in every "
+                "process.")
+    if not 0 <= args.process_id < args.processes:
+        return f"--process-id must be in 0 … {args.processes - 1}; got {args.process_id}."
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        return f"--coordinator must be HOST:PORT; got {args.coordinator!r}."
+    return ""
+
+
+def start_job(args) -> None:
+    """Give JAX the CPU devices asked for and join the other processes, before JAX's first
+    computation (`fnn.parallel.initialize`)."""
+    import jax
+
+    if args.cpu_devices is not None:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    if args.processes > 1:
+        from fnn import parallel
+
+        parallel.initialize(args.coordinator, args.processes, args.process_id)
+
+
 def run_command(args) -> None:
     """``fnn run``: check the config and the run folder completely, then train."""
     config, overridden = load_config(args)
+    start_job(args)
     from fnn.experiment import check, run, run_folder  # imports every layer: a good config only
 
     parts = check(config)
@@ -91,9 +141,10 @@ def run_command(args) -> None:
                *([f"--data-dir {args.data_dir}"] if args.data_dir is not None else [])]
     text = (config_lib.to_toml(config, f"fnn run {args.config} {' '.join(changes)}")
             if overridden else Path(args.config).read_text())
+    quiet = args.quiet or bool(args.process_id)  # several processes: process 0 reports
     run(config, out, resume=args.resume, overwrite=args.overwrite,
-        progress=False if args.quiet else "lines" if args.no_progress else True, parts=parts,
-        config_text=text)
+        progress=False if quiet else "lines" if args.no_progress else True, parts=parts,
+        config_text=text, log=(lambda *_: None) if quiet else print)
 
 
 def cv_command(args) -> None:
@@ -149,6 +200,9 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run" and args.resume and not args.out:
         print("fnn run: --resume needs --out, the run folder to continue.", file=sys.stderr)
+        return 2
+    if args.command == "run" and job_error(args):
+        print(f"fnn run: {job_error(args)}", file=sys.stderr)
         return 2
     try:
         COMMANDS[args.command](args)

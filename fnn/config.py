@@ -128,6 +128,17 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Data-parallel training over a device mesh (`fnn.parallel.mesh`): each batch split over
+    ``data`` devices; with ``shard_params`` large kernels split over ``model`` devices. With
+    several processes (``fnn run --processes``) the mesh spans every process's devices."""
+
+    data: int = 0  # devices along the batch axis (0: all devices divided by `model`)
+    model: int = 1  # devices along the model axis
+    shard_params: bool = False  # split kernels whose last axis divides over `model`
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "run"
     seed: int = 0
@@ -138,6 +149,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     early_stopping: Optional[EarlyStoppingConfig] = None
     augment: Optional[AugmentConfig] = None
+    parallel: Optional[ParallelConfig] = None
     REQUIRED_TABLES = ("data", "model")  # what a config file must say: `load` checks them
 
 

@@ -8,6 +8,7 @@ inputs, ``boundary.png`` (decision regions). An existing run is never replaced s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -22,10 +23,10 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import jax
 import numpy as np
 
-from fnn import activations, checkpoint, init, losses, metrics, optim, plots
+from fnn import activations, checkpoint, init, losses, metrics, optim, parallel, plots
 from fnn import config as config_lib
 from fnn.config import (AugmentConfig, Config, ConfigError, DataConfig, ModelConfig,
-                        OptimizerConfig, ScheduleConfig, TrainConfig, to_dict)
+                        OptimizerConfig, ParallelConfig, ScheduleConfig, TrainConfig, to_dict)
 from fnn.data import as_float, augment, load_mnist, scaling, synthetic
 from fnn.validation import CrossValidation, cross_validate, kfold
 from fnn.core import Layer, init_shapes
@@ -126,12 +127,13 @@ def _check_range(key: str, value, low, high=None, *, low_open=False):
 
 class Parts(NamedTuple):
     """What a checked config builds, once: its loss, its optimizer (a function of the number of
-    steps per epoch, which a ``[schedule]`` in epochs needs: ``optimizer_for(steps)``) and its
-    batch augmentation."""
+    steps per epoch, which a ``[schedule]`` in epochs needs: ``optimizer_for(steps)``), its
+    batch augmentation and its device mesh (None: one device)."""
 
     loss: Callable
     optimizer_for: Callable[[int], optim.Optimizer]
     augment: Optional[Callable]
+    mesh: Optional[parallel.Mesh] = None
 
 
 def check(config: Config) -> Parts:
@@ -166,7 +168,7 @@ def check(config: Config) -> Parts:
     optimizer_for = functools.partial(make_optimizer, config.optimizer, config.schedule)
     optimizer_for(1)  # its names and arguments checked now, before any data is loaded
     return Parts(_checked("train.loss", losses.get, t.loss), optimizer_for,
-                 make_augment(config.augment))
+                 make_augment(config.augment), make_mesh(config.parallel))
 
 
 def _same_kind(value, default) -> bool:
@@ -307,6 +309,24 @@ def make_augment(cfg: Optional[AugmentConfig]):
     return augment.compose(*steps) if steps else None
 
 
+def make_mesh(cfg: Optional[ParallelConfig]):
+    """The device mesh ``[parallel]`` describes over every device of every process
+    (`fnn.parallel.mesh`); None without ``[parallel]`` in a single process (one device). Several
+    processes (``fnn run --processes``) always train over a mesh, by default all devices on
+    ``"data"``."""
+    if cfg is None and jax.process_count() == 1:
+        return None
+    cfg = ParallelConfig() if cfg is None else cfg
+    _check_range("parallel.data", cfg.data, 0)
+    _check_range("parallel.model", cfg.model, 1)
+    devices = jax.device_count()
+    if cfg.data * cfg.model not in (0, devices) or devices % cfg.model:
+        raise ConfigError(f"config keys `parallel.data` × `parallel.model` must use all "
+                          f"{devices} devices (data = 0: all divided by model); got data = "
+                          f"{cfg.data}, model = {cfg.model}.")
+    return parallel.mesh(cfg.data or None, cfg.model)
+
+
 def make_penalty(cfg: TrainConfig, num_examples: int):
     """The course's weight penalty ``λ2/(2P) Σ w² + λ1/P Σ |w|`` over the weights (biases and
     normalization parameters skipped), P the number of training examples; None when both are 0."""
@@ -351,6 +371,12 @@ def train_config(config: Config, model, parts: Parts, train_data: Split,
     es = config.early_stopping
     use_es = es is not None and validation_data is not None
     optimizer = parts.optimizer_for(steps_per_epoch(config, len(x_train)))
+    if jax.process_count() > 1:  # each process trains on its shard; the batches are global
+        shard = parallel.process_shard(len(x_train))
+        train_data = tuple(a[shard] for a in train_data)
+    if parts.mesh is not None:
+        fit_options.update(mesh=parts.mesh, shard_params=bool(
+            config.parallel and config.parallel.shard_params))
     return fit(model, params, state, train_data, loss=parts.loss, optimizer=optimizer,
                key=fit_key, epochs=config.train.epochs, batch_size=config.train.batch_size,
                validation_data=validation_data,
@@ -540,9 +566,13 @@ def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = Fals
     On ``resume`` ``metrics.jsonl`` keeps only the epochs the checkpoint finished. The trained
     model (the best epoch's with early stopping) is saved as ``model.npz`` for `fnn.load_run`.
     A diverged run still draws its curves, with a note, then re-raises `TrainingDiverged`.
+    Several processes (`fnn.parallel.initialize`, ``fnn run --processes``) each train on their
+    shard of the training set over one mesh; process 0 writes the folder and returns the
+    results, the others return ``{}``.
     """
     parts = check(config) if parts is None else parts
     out = Path(out_dir)
+    lead = jax.process_index() == 0  # several processes train together: one writes the folder
     check_run_folder(out, config, resume=resume, overwrite=overwrite)
     loss = parts.loss
     data_key, init_key, _ = run_keys(config.seed)
@@ -555,22 +585,27 @@ def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = Fals
     init_shapes(model, (None, *x_train.shape[1:]), init_key)  # a shape error stops here
     done = completed_epochs(out / "checkpoint.npz") if resume else 0
 
-    if overwrite:
-        remove_run_files(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(config_lib.to_toml(config) if config_text is None
-                                     else config_text)
     metrics_path = out / "metrics.jsonl"
-    if resume:
-        truncate_metrics(metrics_path, done)
-    metrics_log = metrics_path.open("a" if resume else "w")
+    if lead:
+        if overwrite:
+            remove_run_files(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(config_lib.to_toml(config) if config_text is None
+                                         else config_text)
+        if resume:
+            truncate_metrics(metrics_path, done)
+    metrics_log = metrics_path.open("a" if resume else "w") if lead else contextlib.nullcontext()
 
     def write_epoch(epoch, logs, train_state):
-        metrics_log.write(metrics_line(epoch + 1, logs))
-        metrics_log.flush()
+        if lead:
+            metrics_log.write(metrics_line(epoch + 1, logs))
+            metrics_log.flush()
 
     log(f"{config.name}: {len(x_train)} training, {len(data.get('validation', ([],))[0])} "
-        f"validation, {len(data['test'][0])} test examples -> {out}")
+        f"validation, {len(data['test'][0])} test examples -> {out}"
+        + ("" if parts.mesh is None else
+           f" (data-parallel over a mesh of {dict(parts.mesh.shape)} devices, "
+           f"{jax.process_count()} process{'es' if jax.process_count() > 1 else ''})"))
     started = time.perf_counter()
     try:
         with metrics_log:
@@ -579,15 +614,18 @@ def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = Fals
                                   checkpoint_path=str(out / "checkpoint.npz"), resume=resume,
                                   progress=progress, log=log)
     except TrainingDiverged as error:
-        if plots.available():
+        if plots.available() and lead:
             plots.plot_history(read_metrics(metrics_path), out / "curves.png",
                                title=config.name, note=_divergence_note(error))
         raise
     seconds = time.perf_counter() - started
-    save_model(out / "model.npz", result.params, result.state, classes=classes,
+    params, state = parallel.gather_to_host((result.params, result.state))
+    if not lead:
+        return {}
+    save_model(out / "model.npz", params, state, classes=classes,
                input_shape=x_train.shape[1:], scaling_stats=stats)
 
-    scores = test_scores(model, result.params, result.state, data["test"], loss, classes)
+    scores = test_scores(model, params, state, data["test"], loss, classes)
     cm = scores.pop("confusion_matrix")
     history = read_metrics(metrics_path)  # every epoch, resumed or not
     results = {
@@ -609,7 +647,7 @@ def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = Fals
         x_test = data["test"][0]
         if x_test.shape[1:] == (2,):
             plots.plot_decision_boundary(
-                lambda xs: predict(model, result.params, result.state, xs), data["test"],
+                lambda xs: predict(model, params, state, xs), data["test"],
                 out / "boundary.png", title=f"{config.name} (test)")
     else:
         log("no plots: matplotlib is missing (pip install 'fnn[viz]')")

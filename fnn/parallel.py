@@ -115,6 +115,17 @@ def process_shard(num_examples: int, process_id: Optional[int] = None,
     return slice(process_id * per, (process_id + 1) * per)
 
 
+def gather_to_host(tree):
+    """``tree``'s arrays as NumPy arrays in this process, whole: an array split over other
+    processes' devices is gathered from them (`jax.experimental.multihost_utils.
+    process_allgather`; every process must call it), a local one is copied to the host."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def global_steps(xs, mesh_: Mesh):
     """This process's part of K steps' batches, ``(rows (K, b, ...), mask (K, b), steps (K,))``,
     as global arrays: the batches (K, b·P, ...) split over ``"data"`` along axis 1, the step

@@ -159,6 +159,16 @@ ERRORS = [  # (argv after "run CONFIG", config text, status, the message's start
                                                     "leaves no training examples"),
     (["--set", "model.hidden=[0]"], TINY, 2, "config key `model.hidden` must list positive sizes"),
     (["--resume"], TINY, 2, "{out} holds no run to resume (no config.toml)"),
+    (["--set", "parallel.data=2"], TINY, 2, "config keys `parallel.data` × `parallel.model` "
+                                             "must use all 1 devices"),
+    (["--set", "parallel.model=0"], TINY, 2, "config key `parallel.model` must be >= 1; got 0"),
+    (["--processes", "2"], TINY, 2, "--processes 2 needs --coordinator HOST:PORT"),
+    (["--process-id", "1"], TINY, 2, "--process-id needs --processes N > 1."),
+    (["--processes", "2", "--process-id", "2", "--coordinator", "localhost:5000"], TINY, 2,
+     "--process-id must be in 0 … 1; got 2."),
+    (["--processes", "2", "--process-id", "0", "--coordinator", "localhost"], TINY, 2,
+     "--coordinator must be HOST:PORT; got 'localhost'."),
+    (["--cpu-devices", "0"], TINY, 2, "--cpu-devices must be >= 1; got 0."),
 ]
 
 
@@ -207,6 +217,25 @@ def test_a_diverged_run_exits_non_zero_and_its_curves_say_so(tmp_path, capsys, m
     assert error.startswith("fnn run: fit: the training loss became ") and "epoch 1" in error
     assert drawn and drawn[0]["note"].startswith("training diverged: the training loss became")
     assert not (out / "results.json").exists()
+
+
+def test_a_parallel_section_trains_over_a_mesh(tmp_path, capsys, no_plots):
+    """``[parallel]`` sends `fit` a mesh (here of the one device): the same training as without
+    (the 8-device and two-process comparisons are in tests/test_parallel.py)."""
+    plain, meshed = tmp_path / "plain", tmp_path / "meshed"
+    assert main(["run", str(tiny_config(tmp_path)), "--out", str(plain), "--quiet"]) == 0
+    assert main(["run", str(tiny_config(tmp_path)), "--out", str(meshed), "--no-progress",
+                 "--set", "parallel.data=1"]) == 0
+    assert "(data-parallel over a mesh of {'data': 1, 'model': 1} devices, 1 process)" in capsys.readouterr().out
+    for a, b in zip(metrics_lines(plain), metrics_lines(meshed)):
+        a, b = json.loads(a), json.loads(b)
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5) for k in a)
+
+
+def test_several_processes_need_the_run_folder(capsys):
+    assert main(["run", str(QUICKSTART), "--processes", "2", "--process-id", "0",
+                 "--coordinator", "localhost:5000"]) == 2
+    assert "--processes 2 needs --out: the run folder" in capsys.readouterr().err
 
 
 def test_resume_needs_the_run_folder(capsys):

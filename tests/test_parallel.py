@@ -128,3 +128,42 @@ def test_two_processes_train_as_one_process(tmp_path):
     assert results["max_parameter_difference"] < 1e-5, results
     assert results["parallel"]["final_loss"] == pytest.approx(results["single"]["final_loss"],
                                                               rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("FNN_TEST_MULTIPROCESS") != "1",
+                    reason="starts three JAX processes (about half a minute of CPU on 2 cores); "
+                           "FNN_TEST_MULTIPROCESS=1 runs it")
+def test_fnn_run_on_two_processes_trains_as_one_process(tmp_path):
+    """``fnn run --processes 2`` (each process with 2 CPU devices, its own shard of the training
+    set) writes one run folder whose model equals that of a one-process run (full batches: the
+    same gradient steps, summed in another order)."""
+    import socket
+    from pathlib import Path
+
+    config = tmp_path / "xor.toml"
+    config.write_text('name = "xor"\n[data]\ndataset = "xor"\nsamples = 80\n'
+                      'validation_size = 16\nscaling = "standardize"\n[model]\nhidden = [8]\n'
+                      '[optimizer]\nname = "sgd"\nlearning_rate = 0.1\n'
+                      '[train]\nepochs = 5\nbatch_size = "full"\n')
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "fnn", "run", str(config), "--quiet"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    jobs = [subprocess.Popen([*command, "--out", str(tmp_path / "two"), "--processes", "2",
+                              "--process-id", str(i), "--coordinator", f"localhost:{port}",
+                              "--cpu-devices", "2"], env=env, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    one = subprocess.run([*command, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    errors = [job.communicate(timeout=600)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0] and one.returncode == 0, (errors, one.stderr)
+    two_model = np.load(tmp_path / "two" / "model.npz")
+    one_model = np.load(tmp_path / "one" / "model.npz")
+    assert sorted(two_model) == sorted(one_model)
+    for name in one_model:
+        np.testing.assert_allclose(two_model[name], one_model[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir())
