@@ -503,9 +503,12 @@ def main(argv=None) -> dict:
                           "flops_per_step": step_flops(workload), "times": []}
         for r in range(args.rounds):
             matmul_times.append(matmul())  # the roofline, measured in the same rounds
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
+            # a new random order each round, and one untimed step before each timed block:
+            # PyTorch's OpenMP threads keep spinning for a while after its step, which slowed
+            # whichever implementation came next (in a fixed cyclic order, always the same one)
+            for name in rng.permutation(names):
                 run = runs[name]
+                _block(run())
                 info[name]["times"].append(
                     _time(lambda: [_block(run()) for _ in range(args.steps)]) / args.steps)
         peak = 2 * 2048 ** 3 / float(np.median(matmul_times))
