@@ -36,8 +36,10 @@ def arctan(x):
 
 
 def relu(x):
-    """f(z) = max(0, z)."""
-    return jnp.maximum(x, 0)
+    """f(z) = max(0, z), with f'(0) = 0 as in JAX, PyTorch and Keras (``jnp.maximum``'s own
+    derivative splits a tie, giving 1/2 at 0, where a zero-padded or all-zero input often puts
+    a unit at the start of training)."""
+    return jax.nn.relu(x)
 
 
 def leaky_relu(x, alpha: float = 0.01):

@@ -100,6 +100,8 @@ def test_relu_family_derivatives(x64):
     """Slopes 1 for z > 0 and 0 / α / learned α for z < 0."""
     z = jnp.asarray(Z)
     np.testing.assert_array_equal(elementwise_grad(act.relu)(z), (Z > 0).astype(float))
+    assert elementwise_grad(act.relu)(jnp.zeros(3)).tolist() == [0.0, 0.0, 0.0]  # f'(0) = 0
+    assert np.isnan(act.relu(jnp.asarray([np.nan]))).all()  # a NaN stays visible
     np.testing.assert_allclose(
         elementwise_grad(lambda z: act.leaky_relu(z, alpha=0.1))(z), np.where(Z > 0, 1.0, 0.1))
     np.testing.assert_allclose(
