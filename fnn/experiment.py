@@ -567,13 +567,15 @@ def run(config: Config, out_dir, *, resume: bool = False, overwrite: bool = Fals
     model (the best epoch's with early stopping) is saved as ``model.npz`` for `fnn.load_run`.
     A diverged run still draws its curves, with a note, then re-raises `TrainingDiverged`.
     Several processes (`fnn.parallel.initialize`, ``fnn run --processes``) each train on their
-    shard of the training set over one mesh; process 0 writes the folder and returns the
-    results, the others return ``{}``.
+    shard of the training set over one mesh; process 0 checks and writes the folder and returns
+    the results, the others return ``{}`` (to resume, every process reads the checkpoint: the
+    folder must be on a file system they all see).
     """
     parts = check(config) if parts is None else parts
     out = Path(out_dir)
     lead = jax.process_index() == 0  # several processes train together: one writes the folder
-    check_run_folder(out, config, resume=resume, overwrite=overwrite)
+    if lead:  # (the others would race with it: the folder appears when process 0 starts)
+        check_run_folder(out, config, resume=resume, overwrite=overwrite)
     loss = parts.loss
     data_key, init_key, _ = run_keys(config.seed)
     splits = load_splits(config.data, data_key)
