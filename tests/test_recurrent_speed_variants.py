@@ -44,13 +44,15 @@ def layer_loss(layer, state, context):
 
 
 # Compiling the loops is this file's whole cost, so the cases are few and share one compilation:
-# the LSTM with peepholes and a mask (the fused path's every LSTM step but the coupled gates'
-# `1 - i`), the GRU without a mask (a cell whose z_x and z_h differ, so both are stacked), and an
-# LSTM layer with reversal and a learned carry below. The coupled LSTM and the Elman cell share
-# the same fused code (only their `combine` differs, the one their plain path runs too, tested
-# against NumPy in test_recurrent.py).
+# the LSTM with peepholes and a mask (the generic fused path's every LSTM step but the coupled
+# gates' `1 - i`), the GRU without a mask (a cell whose z_x and z_h differ, so both are stacked),
+# the plain LSTM without a mask (its own written-out loops, `_lstm_scan`), and a plain LSTM layer
+# with a mask, reversal and a learned carry below (the written-out loops' masked steps). The
+# coupled LSTM and the Elman cell share the generic fused code (only their `combine` differs,
+# the one their plain path runs too, tested against NumPy in test_recurrent.py).
 CASES = [("lstm_peepholes", LSTMCell(N, peepholes=True), MASK),
-         ("gru_reset_after", GRUCell(N, reset_after=True), None)]
+         ("gru_reset_after", GRUCell(N, reset_after=True), None),
+         ("lstm", LSTMCell(N), None)]
 
 
 def random_params(cell, rng):
@@ -113,6 +115,24 @@ def test_the_fused_path_runs_its_own_backward_pass():
                                                       impl=impl)[1].sum())(params))
 
     assert "custom_vjp" in jaxpr("fused") and "custom_vjp" not in jaxpr("scan")
+
+
+def test_only_the_plain_lstm_takes_the_written_out_loops():
+    """The plain LSTM's fused forward is one product per step (``[W_x; W_h]ᵀ [x_t; h]``) and
+    nothing else; the peephole LSTM's generic fused path adds the hoisted input product."""
+    assert LSTMCell(N).equations == "lstm"
+    assert LSTMCell(N, peepholes=True).equations is None
+    assert LSTMCell(N, coupled=True).equations is None
+    x = jnp.ones((B, T, D))
+
+    def products(cell):
+        params = random_params(cell, np.random.default_rng(0))
+        jaxpr = jax.make_jaxpr(lambda p: scan_cell(cell, p, cell.init_carry((B,)), x,
+                                                   impl="fused")[1])(params)
+        return str(jaxpr).count("dot_general")
+
+    assert products(LSTMCell(N)) == 1
+    assert products(LSTMCell(N, peepholes=True)) == 2
 
 
 def test_cells_without_a_fused_form_fall_back_and_auto_picks_by_measurement():

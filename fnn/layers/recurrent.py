@@ -14,8 +14,9 @@ and ``b`` (G·N,) the bias, the G gate blocks side by side in a fixed, documente
 `from_torch_gru` only transpose). On the plain path each step does two small products,
 ``x_t W_x`` and ``h_{t-1} W_h`` (under JAX's own differentiation that measured faster than
 hoisting the input product out of the scan); the fused path (`scan_cell`, ``RNN(impl=...)``)
-hoists it and differentiates the loop by hand, which made the LSTM's training step faster
-(issue 10, `benchmarks/README.md`).
+differentiates the loop by hand with the weight gradients as one large product each after it
+(for the plain LSTM with both loops written out), which made the LSTM's training step about
+1.5x faster (issue 10, `benchmarks/README.md`).
 
 The **sequence layers** are layers of the usual protocol on inputs ``(batch, time, features)``:
 `RNN` scans a cell over time with `jax.lax.scan`, `Bidirectional` runs one cell forward and one
@@ -69,13 +70,16 @@ class Cell(NamedTuple):
     (batch, G·N) rows, 0 for the fused loop's feature-major (G·N, batch) columns. `ElmanCell`,
     `LSTMCell` (all variants) and ``GRUCell(reset_after=True)`` have one; None: the cell runs
     only on the plain path. ``fused_by_default``: ``RNN(impl="auto")`` takes the fused path
-    (set where it measured faster: the LSTM's)."""
+    (set where it measured faster: the LSTM's). ``equations``: ``"lstm"`` marks the plain
+    `LSTMCell` (no peepholes, not coupled), whose fused path has its backward step written out
+    by hand (`scan_cell`); None: the fused path linearizes ``combine``."""
     init: Callable
     init_carry: Callable
     apply: Callable
     name: str = "cell"
     combine: Optional[Callable] = None
     fused_by_default: bool = False
+    equations: Optional[str] = None
 
 
 def _zeros_carry(carry_type, shapes):
@@ -256,7 +260,8 @@ def LSTMCell(units: int, *, forget_bias: float = 1.0, peepholes: bool = False,
         return LSTMState(h, c), h
 
     return Cell(init, _zeros_carry(LSTMState, [(n,), (n,)]), _gated_apply(name, combine), name,
-                combine, fused_by_default=True)
+                combine, fused_by_default=True,
+                equations=None if peepholes or coupled else "lstm")
 
 
 def GRUCell(units: int, *, reset_after: bool = False, w_init="glorot_uniform",
@@ -437,13 +442,13 @@ def RNN(cell: Cell, *, return_sequences: bool = True, return_state: bool = False
     encoder–decoder); or ``"learned"``, params ``carry0`` hold one initial carry for every row
     (a dict of the carry's fields). ``unroll`` is `lax.scan`'s.
 
-    ``impl``: ``"scan"`` the plain path (``cell.apply`` per step, BPTT by JAX), ``"fused"`` the
-    input products hoisted out of the loop and a hand-written backward pass whose weight
-    gradients are one large product each (`scan_cell`; for `ElmanCell`, `LSTMCell` and
-    ``GRUCell(reset_after=True)``, other cells fall back to ``"scan"``; reverse-mode
-    differentiation only), ``"auto"`` (default) ``"fused"`` for the LSTMs, where it measured
-    faster, ``"scan"`` for the others (`resolve_impl`). Same results up to float rounding, with
-    masks, ``reverse``, and every ``initial_carry``.
+    ``impl``: ``"scan"`` the plain path (``cell.apply`` per step, BPTT by JAX), ``"fused"`` a
+    hand-written backward pass whose weight gradients are one large product each after the
+    loop (`scan_cell`; the plain `LSTMCell`'s loops are written out entirely; for `ElmanCell`,
+    `LSTMCell` and ``GRUCell(reset_after=True)``, other cells fall back to ``"scan"``;
+    reverse-mode differentiation only), ``"auto"`` (default) ``"fused"`` for the LSTMs, where
+    it measured faster, ``"scan"`` for the others (`resolve_impl`). Same results up to float
+    rounding, with masks, ``reverse``, and every ``initial_carry``.
 
     Variable lengths: ``context.seq_mask`` (batch, time) marks the real steps (or a dict of masks,
     this layer reading ``seq_mask=NAME``). At a padded step the carry is left unchanged and the
@@ -559,9 +564,10 @@ IMPLS = ("auto", "scan", "fused")
 
 def resolve_impl(cell: Cell, impl: str) -> str:
     """The path `scan_cell` takes: ``"auto"`` is ``"fused"`` for cells with
-    ``fused_by_default`` (the LSTMs: their training step measured 0–24 % faster fused, see
-    `benchmarks/README.md`) and ``"scan"`` for the others (the GRU's fused step measured slower);
-    ``"fused"`` for a cell without a ``combine`` falls back to ``"scan"``."""
+    ``fused_by_default`` (the LSTMs: the plain LSTM's training step measured about 0.6x the
+    plain path's time fused, see `benchmarks/README.md`) and ``"scan"`` for the others (the
+    GRU's fused step, generic or written out, measured no faster); ``"fused"`` for a cell
+    without a ``combine`` falls back to ``"scan"``."""
     check_choice("scan_cell", "impl", impl, IMPLS)
     if impl == "auto":
         return "fused" if cell.fused_by_default and cell.combine is not None else "scan"
@@ -583,11 +589,19 @@ def scan_cell(cell: Cell, params, carry, xs, mask=None, *, unroll: int = 1,
     carries ``∂/∂carry`` and stacks the per-step pre-activation gradients ``dZ_x, dZ_h`` (one
     stack when they are equal, as in the LSTM); after it ``dW_h = H_prevᵀ dZ_h``,
     ``dW_x = Xᵀ dZ_x``, ``db = Σ dZ_x`` and ``dX = dZ_x W_xᵀ`` are one large product (or sum)
-    each, as fused LSTM kernels do. Same results up to float rounding; reverse-mode only (a
-    `custom_vjp`: ``jax.jvp``/``jacfwd`` need ``impl="scan"``).
+    each, as fused LSTM kernels do. The plain `LSTMCell` (``cell.equations == "lstm"``: no
+    peepholes, not coupled; ``params`` only ``w_x, w_h, b``) has both loops written out
+    instead (`_lstm_forward`, `_lstm_scan_bwd`): per step one product
+    ``[W_x; W_h]ᵀ [x_tᵀ; h_{t-1}ᵀ]`` (no (T, 4N, batch) array of input products to build and
+    read back), one elementwise pass, only the four gate activations and ``c_t`` saved, and the
+    backward step's elementwise part as the LSTM's equations (no saved linearization);
+    every stack is feature-major along its leading axis. Same results up to float rounding;
+    reverse-mode only (a `custom_vjp`: ``jax.jvp``/``jacfwd`` need ``impl="scan"``).
     ``"auto"``: ``"fused"`` for the LSTMs, ``"scan"`` otherwise (`resolve_impl`)."""
     masks = None if mask is None else jnp.swapaxes(mask, 0, 1).astype(xs.dtype)
     if resolve_impl(cell, impl) == "fused":
+        if cell.equations == "lstm" and set(params) == set(_PRODUCT_PARAMS):
+            return _lstm_scan(unroll, params, carry, xs, masks)
         return _fused_scan(cell.combine, unroll, params, carry, xs, masks)
 
     def step(carry, inputs):
@@ -693,6 +707,124 @@ def _fused_scan_bwd(combine, unroll, residuals, cotangents):
 
 
 _fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd)
+
+
+def _lstm_forward(unroll, params, carry, xs, masks, save):
+    """The plain LSTM's fused forward pass (`LSTMCell` without peepholes or coupling): xs
+    (batch, T, d), carry `LSTMState` of (batch, N), masks (T, batch) or None -> ``(final, ys)``;
+    with ``save`` also the residuals: the gate activations ``[i; f; g; o]`` of each step
+    (T, 4N, batch), the carried ``h`` and ``c`` (T + 1, N, batch, index 0 the initial carry)
+    and the inputs feature-major (d, T·batch).
+
+    Each step is one product ``z = [W_x; W_h]ᵀ [x_tᵀ; h_{t-1}ᵀ] + b`` (4N, batch) and one
+    elementwise pass. Measured on XLA:CPU (T = 64, N = 256, batch 32, one core; see
+    `benchmarks/README.md`): hoisting ``X W_x`` out of the loop instead costs more than it saves,
+    because building the (T, 4N, batch) array of input products (a product and two transposing
+    copies of 8 MB, fresh memory each call) took ~28 ms against ~4 ms for the larger per-step
+    product; and every stack is feature-major along its *leading* axis, so that each step reads
+    and writes contiguous (·, batch) blocks (stacked along a middle axis, the backward loop
+    measured 1.6x slower)."""
+    w_x, w_h, b = params["w_x"], params["w_h"], params["b"]
+    batch, time, d = xs.shape
+    n = w_h.shape[0]
+    dtype = jnp.result_type(xs, w_x, w_h, b, *carry)
+    xs_t = jnp.transpose(xs, (1, 2, 0)).astype(dtype)  # (T, d, batch)
+    w_t = _materialized_t(jnp.concatenate([w_x, w_h], 0).astype(dtype))  # (4N, d + N)
+    b = b.astype(dtype)[:, None]
+    h0, c0 = carry.h.T.astype(dtype), carry.c.T.astype(dtype)
+    hs = jnp.zeros((time + 1, n, batch), dtype).at[0].set(h0)
+    cs = jnp.zeros((time + 1 if save else 1, n, batch), dtype).at[0].set(c0)
+    gates = jnp.zeros((time if save else 1, 4 * n, batch), dtype)
+
+    def step(t, state):
+        h, c, gates, hs, cs = state
+        z = w_t @ jnp.concatenate([xs_t[t], h]) + b
+        i, f, o = (jax.nn.sigmoid(z[k * n:(k + 1) * n]) for k in (0, 1, 3))
+        g = jnp.tanh(z[2 * n:3 * n])
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
+        if masks is not None:
+            keep = masks[t][None, :] > 0
+            c_new, h_new = jnp.where(keep, c_new, c), jnp.where(keep, h_new, h)
+        hs = hs.at[t + 1].set(h_new)
+        if save:
+            gates = gates.at[t].set(jnp.concatenate([i, f, g, o]))
+            cs = cs.at[t + 1].set(c_new)
+        return h_new, c_new, gates, hs, cs
+
+    h, c, gates, hs, cs = jax.lax.fori_loop(0, time, step, (h0, c0, gates, hs, cs),
+                                            unroll=unroll)
+    ys = hs[1:] if masks is None else hs[1:] * masks[:, None, :]
+    result = (LSTMState(h.T, c.T), jnp.transpose(ys, (2, 0, 1)))
+    if not save:
+        return result
+    xt = jnp.transpose(xs, (2, 1, 0)).reshape(d, time * batch)
+    return result, (params, carry, xs, xt, gates, hs, cs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _lstm_scan(unroll, params, carry, xs, masks):
+    return _lstm_forward(unroll, params, carry, xs, masks, save=False)
+
+
+def _lstm_scan_fwd(unroll, params, carry, xs, masks):
+    result, residuals = _lstm_forward(unroll, params, carry, xs, masks, save=True)
+    return result, residuals + (masks,)
+
+
+def _lstm_scan_bwd(unroll, residuals, cotangents):
+    """The LSTM's backward step written out, feature-major, from the saved activations::
+
+        dh = δh_t (+ ∂L/∂y_t),  dc = δc_t + dh ⊙ o ⊙ (1 − tanh²c_t)
+        dz_i = dc ⊙ g ⊙ i(1 − i),  dz_f = dc ⊙ c_{t−1} ⊙ f(1 − f),  dz_g = dc ⊙ i ⊙ (1 − g²),
+        dz_o = dh ⊙ tanh c_t ⊙ o(1 − o),  δc_{t−1} = dc ⊙ f,  δh_{t−1} = W_h dz
+
+    (at a padded step δh, δc pass unchanged and dz = 0). The loop stacks dz (T, 4N, batch);
+    after it ``dW_hᵀ = DZ H_prevᵀ``, ``dW_xᵀ = DZ X``, ``db = Σ DZ`` and ``dXᵀ = W_x DZ`` are
+    one product (or sum) each over the (4N, T·batch) matrix DZ."""
+    params, carry, xs, xt, gates, hs, cs, masks = residuals
+    d_final, dys = cotangents
+    time, n4, batch = gates.shape
+    n = n4 // 4
+    dtype = gates.dtype
+    dy = jnp.transpose(dys, (1, 2, 0)).astype(dtype)  # (T, N, batch)
+    if masks is not None:
+        dy = dy * masks[:, None, :]
+    w_h = params["w_h"].astype(dtype)
+
+    def step(k, state):
+        t = time - 1 - k
+        dh, dc, dz_all = state
+        i, f, g, o = (gates[t, j * n:(j + 1) * n] for j in range(4))
+        c_prev, c = cs[t], cs[t + 1]
+        dh = dh + dy[t]
+        if masks is not None:
+            keep = masks[t][None, :] > 0
+            pass_h, pass_c = jnp.where(keep, 0, dh), jnp.where(keep, 0, dc)
+            dh, dc = jnp.where(keep, dh, 0), jnp.where(keep, dc, 0)
+        tanh_c = jnp.tanh(c)
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)
+        dz = jnp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                              dc * i * (1 - g * g), dh * tanh_c * o * (1 - o)])
+        dh_prev, dc_prev = w_h @ dz, dc * f
+        if masks is not None:
+            dh_prev, dc_prev = dh_prev + pass_h, dc_prev + pass_c
+        return dh_prev, dc_prev, dz_all.at[t].set(dz)
+
+    dh, dc, dz = jax.lax.fori_loop(
+        0, time, step, (d_final.h.T.astype(dtype), d_final.c.T.astype(dtype),
+                        jnp.zeros_like(gates)), unroll=unroll)
+    dz = jnp.transpose(dz, (1, 0, 2)).reshape(n4, time * batch)
+    h_prev = jnp.transpose(hs[:time], (1, 0, 2)).reshape(n, time * batch)
+    w_x = params["w_x"]
+    grads = {"w_h": (dz @ h_prev.T).T.astype(params["w_h"].dtype),
+             "w_x": (dz @ xt.T).T.astype(w_x.dtype), "b": dz.sum(1).astype(params["b"].dtype)}
+    d_xs = jnp.transpose((w_x.astype(dtype) @ dz).reshape(-1, time, batch), (2, 1, 0))
+    d_carry = LSTMState(dh.T.astype(carry.h.dtype), dc.T.astype(carry.c.dtype))
+    return grads, d_carry, d_xs.astype(xs.dtype), None
+
+
+_lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 
 class BidirectionalState(NamedTuple):
