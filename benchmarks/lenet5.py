@@ -4,8 +4,11 @@
     /work/bench-venv/bin/python benchmarks/lenet5.py     # with PyTorch, if installed there
     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/lenet5.py --torch-threads 1
 
-The last form runs both libraries on one thread (steadier on a busy machine). ``--out`` adds
-this run to the JSON file under a label naming its threading (other runs there are kept).
+The last form runs both libraries on one thread (steadier on a busy machine). XLA's YNNPACK
+fusions may still use a second thread, so the process CPU time per step, which counts every
+thread, is reported beside the wall-clock time; ``taskset -c 1 python benchmarks/lenet5.py
+...`` holds the whole process to one core (the label then says so). ``--out`` adds this run to
+the JSON file under a label naming its threading (other runs there are kept).
 
 One SGD step (batch 128 of 28×28×1 images, softmax cross-entropy, learning rate 0.05) of
 LeNet-5 (C1 6@5×5 padded by 2 → pool 2 → C3 16@5×5 → pool 2 → C5 120@5×5 → F6 84 → 10) in two
@@ -19,8 +22,8 @@ Three implementations of the same step:
   ``lax.reduce_window`` (what Flax, Equinox or Haiku lower to), jitted;
 - ``torch``: ``torch.nn`` layers in eager mode with ``torch.optim.SGD``, when torch imports.
 
-Interleaved: each round times ``--steps`` steps of every implementation, in an order that
-rotates from round to round, and the ratios are taken within the round (the machine is shared
+Interleaved: each round times ``--steps`` steps of every implementation, in a random order
+(each after one untimed step), and the ratios are taken within the round (the machine is shared
 and its load varies); the medians over rounds are reported. Before timing, fnn's step and the
 hand-written one start from the same parameters and the largest difference of their updated
 parameters is printed (the lowerings must not change results).
@@ -117,12 +120,14 @@ def torch_step(torch, pool: str, activation: str, params, x, y):
 
 # ----------------------------------------------------------------------------- timing
 
-def _time_steps(fn, steps: int) -> float:
-    """Seconds per step over ``steps`` consecutive steps (``fn`` blocks on its result)."""
-    start = time.perf_counter()
+def _time_steps(fn, steps: int):
+    """Wall-clock and process CPU seconds per step over ``steps`` consecutive steps (``fn``
+    blocks on its result). The CPU time counts every thread of the process: XLA's "one thread"
+    flag does not stop its YNNPACK fusions from using a thread pool."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
 def measure(form: str, rounds: int, steps: int, torch) -> dict:
@@ -153,18 +158,32 @@ def measure(form: str, rounds: int, steps: int, torch) -> dict:
         fn(), fn()
     names = list(runs)
     times = {name: [] for name in names}
+    cpu_times = {name: [] for name in names}
+    order = np.random.default_rng(1)
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            times[name].append(_time_steps(runs[name], steps))
-    fnn_times = np.array(times["fnn"])
+        # a random order each round and one untimed step before each timed block: PyTorch's
+        # OpenMP threads spin on after its step and slow whatever runs next (see table.py)
+        for name in order.permutation(names):
+            runs[name]()
+            wall, cpu = _time_steps(runs[name], steps)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
+
+    def summary(table):
+        fnn_times = np.array(table["fnn"])
+        return ({name: 1000 * float(np.median(t)) for name, t in table.items()},
+                {name: float(np.median(np.array(t) / fnn_times))
+                 for name, t in table.items() if name != "fnn"})
+    median_ms, speedup = summary(times)
+    median_cpu_ms, cpu_speedup = summary(cpu_times)
     result = {
         "pool": pool, "activation": activation,
         "max_abs_param_difference_fnn_vs_jax": difference,
-        "median_ms": {name: 1000 * float(np.median(t)) for name, t in times.items()},
-        "median_speedup_of_fnn": {name: float(np.median(np.array(t) / fnn_times))
-                                  for name, t in times.items() if name != "fnn"},
+        "median_ms": median_ms, "median_speedup_of_fnn": speedup,
+        "median_cpu_ms": median_cpu_ms, "median_cpu_speedup_of_fnn": cpu_speedup,
         "ms_per_round": {name: [round(1000 * v, 3) for v in t] for name, t in times.items()},
+        "cpu_ms_per_round": {name: [round(1000 * v, 3) for v in t]
+                             for name, t in cpu_times.items()},
     }
     return result
 
@@ -189,9 +208,12 @@ def main(argv=None) -> None:
     label = "one thread" if single and args.torch_threads == 1 else \
         f"XLA {'one thread' if single else 'default threads'}, torch " \
         f"{args.torch_threads or 'default'} threads"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores < os.cpu_count():  # e.g. under `taskset -c 1`: the only way to hold XLA to one core
+        label += f", pinned to {cores} core{'s' if cores > 1 else ''}"
     report = {
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cores_allowed": cores, "platform": platform.platform(),
                     "load_average_at_start": list(os.getloadavg())},
         "versions": {"jax": jax.__version__,
                      "torch": None if torch is None else torch.__version__},
@@ -205,9 +227,12 @@ def main(argv=None) -> None:
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in result["median_ms"].items())
         ratios = ", ".join(f"{v:.2f}× faster than {k}"
                            for k, v in result["median_speedup_of_fnn"].items())
+        cpu = ", ".join(f"{k} {v:.1f} ms" for k, v in result["median_cpu_ms"].items())
+        cpu_ratios = ", ".join(f"{k} {v:.2f}"
+                               for k, v in result["median_cpu_speedup_of_fnn"].items())
         print(f"LeNet-5 {form}: median step {times}; fnn (median of per-round ratios) {ratios}; "
-              f"max |Δparams| fnn vs jax after one step "
-              f"{result['max_abs_param_difference_fnn_vs_jax']:.1e}", flush=True)
+              f"CPU time per step {cpu} (other / fnn: {cpu_ratios}); max |Δparams| fnn vs jax "
+              f"after one step {result['max_abs_param_difference_fnn_vs_jax']:.1e}", flush=True)
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
     if args.out:
         runs = {}

@@ -1,5 +1,7 @@
-"""The fast lowerings equal the plain ones: convolution as a product over patches and with its
-weight gradient as one product per kernel offset against `jax.lax.conv_general_dilated`,
+"""The fast lowerings equal the plain ones: convolution as a product over patches, with its
+weight gradient as one product per kernel offset (and its input gradient as one product with a
+banded matrix), as one product with a banded matrix, and as a dense layer when the kernel covers
+the padded input, against `jax.lax.conv_general_dilated`,
 pooling over non-overlapping windows as strided slices against `jax.lax.reduce_window`: forward
 values and gradients (reverse and forward mode), in float64, on random shapes over the
 stride/padding/dilation combinations each fast path is chosen for. Each case is one jitted
@@ -11,10 +13,12 @@ import numpy as np
 import pytest
 
 from fnn.core import LayerError, init_shapes
+from fnn.layers import pooling
 from fnn.layers import AvgPool1D, AvgPool2D, Conv1D, Conv2D, MaxPool1D, MaxPool2D, MinPool2D
 from fnn.layers.conv import (
-    OFFSETS_MAX_POSITIONS, PATCHES_MAX_CHANNELS, check_padding, conv_offsets, conv_patches,
-    conv_xla, padding_pairs)
+    BANDED_MAX_CHANNELS, BANDED_MAX_RATIO, OFFSETS_MAX_POSITIONS, PATCHES_MAX_CHANNELS,
+    check_padding, conv_dense, conv_lowering, conv_offsets, conv_patches, conv_xla,
+    padding_pairs)
 
 RNG = np.random.default_rng(7)
 
@@ -49,7 +53,8 @@ def _conv_cases():
 @pytest.mark.parametrize("case", _conv_cases(),
                          ids=lambda c: f"{c[0]}d-{c[4]}-{c[5]}-{c[6]}-{c[7]}")
 def test_fast_convolutions_equal_conv_general_dilated(x64, case):
-    """conv_patches and conv_offsets: values, both gradients and forward-mode tangents."""
+    """conv_patches and conv_offsets (with XLA's and with the banded input gradient, whose
+    tangent is conv_banded's value): values, both gradients and forward-mode tangents."""
     ndim, sizes, c, f, kernel, strides, padding, dilation = case
     tup = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
     strides, dilation = tup(strides), tup(dilation)
@@ -64,7 +69,8 @@ def test_fast_convolutions_equal_conv_general_dilated(x64, case):
     @jax.jit
     def every():
         results = []
-        for conv in (conv_xla, conv_patches, conv_offsets):
+        banded_offsets = lambda *a: conv_offsets(*a, True)  # noqa: E731
+        for conv in (conv_xla, conv_patches, conv_offsets, banded_offsets):
             f = lambda x_, w_: conv(x_, w_, strides, pads, dilation)  # noqa: E731
             y, grads = _vjp(f, (x, w), cotangent)
             results.append((y, grads, jax.jvp(f, (x, w), tangents)[1]))
@@ -79,15 +85,15 @@ def test_fast_convolutions_equal_conv_general_dilated(x64, case):
 
 
 def test_layer_lowerings_agree_and_auto_picks_by_shape(x64):
-    """The layer with lowering="patches", "offsets" and "xla" (true convolution, bias, strides,
-    padding): the same outputs and parameter gradients; "auto" takes the patches for few input
-    channels, the offsets for more channels and a small output grid, XLA's convolution
-    otherwise and for groups."""
+    """The layer with lowering="patches", "offsets", "banded" and "xla" (true convolution, bias,
+    strides, padding): the same outputs and parameter gradients; "auto" takes the patches for
+    few input channels, the offsets for more channels and a small output grid, XLA's
+    convolution otherwise and for groups."""
     x = RNG.normal(size=(3, 9, 8, 2))
     kwargs = dict(strides=(2, 1), padding="SAME", dilation=(1, 2), flip_kernel=True,
                   dtype=jnp.float64)
     layers = [Conv2D(4, 3, lowering=lowering, **kwargs)
-              for lowering in ("xla", "patches", "offsets")]
+              for lowering in ("xla", "patches", "offsets", "banded")]
     _, shapes, _ = init_shapes(layers[0], x.shape)
     params = jax.tree_util.tree_map(lambda a: RNG.normal(size=a.shape), shapes)
 
@@ -115,6 +121,59 @@ def test_layer_lowerings_agree_and_auto_picks_by_shape(x64):
     assert "custom_jvp_call" not in primitives(Conv2D(6, 3), (2, 3, 3, many))  # 1 position
     grouped = primitives(Conv2D(4, 3, groups=2), (2, 8, 8, 2))
     assert "conv_general_dilated" in grouped and "custom_jvp_call" not in grouped
+
+
+def test_dense_lowering_equals_conv_when_the_kernel_covers_the_padded_input(x64):
+    """conv_dense (one product of the flattened input and kernel): values, both gradients and
+    tangents, with and without padding, 2-D and 1-D; "auto" takes it for such kernels."""
+    cases = [((2, 5, 5, 4), (5, 5), ((0, 0), (0, 0))),
+             ((3, 3, 4, 2), (5, 6), ((1, 1), (0, 2))),
+             ((2, 6, 3), (7,), ((1, 0),))]
+    data = []
+    for shape, kernel, pads in cases:
+        x, w = RNG.normal(size=shape), RNG.normal(size=kernel + (shape[-1], 3))
+        data.append((x, w, pads, RNG.normal(size=(shape[0],) + (1,) * len(kernel) + (3,)),
+                     (RNG.normal(size=x.shape), RNG.normal(size=w.shape))))
+
+    @jax.jit
+    def every():
+        results = []
+        for x, w, pads, cotangent, tangents in data:
+            ones = (1,) * (x.ndim - 2)
+            pair = []
+            for f in (lambda x_, w_: conv_xla(x_, w_, ones, pads, ones),  # noqa: B023
+                      lambda x_, w_: conv_dense(x_, w_, pads)):  # noqa: B023
+                y, grads = _vjp(f, (x, w), cotangent)
+                pair.append((y, grads, jax.jvp(f, (x, w), tangents)[1]))
+            results.append(pair)
+        return results
+    for (y_ref, g_ref, dy_ref), (y, g, dy) in every():
+        assert y.shape == y_ref.shape
+        _close(y, y_ref)
+        _close(g[0], g_ref[0])
+        _close(g[1], g_ref[1])
+        _close(dy, dy_ref)
+    layer = Conv2D(120, 5)
+    _, p, _ = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), (2, 5, 5, 16)))
+    jaxpr = str(jax.make_jaxpr(lambda p_, x_: layer.apply(p_, {}, x_)[0])(
+        p, jax.ShapeDtypeStruct((2, 5, 5, 16), jnp.float32)))
+    assert "conv_general_dilated" not in jaxpr and "custom_jvp_call" not in jaxpr
+    with pytest.raises(LayerError, match=r"lowering='dense', which needs an undilated kernel"):
+        init_shapes(Conv2D(4, 3, lowering="dense"), (1, 6, 6, 2))
+
+
+def test_auto_lowering_rule():
+    """conv_lowering's choices at the boundaries of its constants (LeNet-5: C1 patches, C3
+    banded, C5 dense)."""
+    assert conv_lowering("auto", 1, 1, 28 * 28, False, 32 / 5) == "patches"
+    assert conv_lowering("auto", 6, 1, 100, False, 14 / 5) == "banded"
+    assert conv_lowering("auto", 16, 1, 1, True, 1.0) == "dense"
+    assert conv_lowering("auto", 16, 2, 1, True, 1.0) == "xla"  # grouped
+    c = BANDED_MAX_CHANNELS
+    assert conv_lowering("auto", c + 1, 1, 100, False, BANDED_MAX_RATIO) == "offsets"
+    assert conv_lowering("auto", c, 1, 100, False, BANDED_MAX_RATIO + 0.1) == "offsets"
+    assert conv_lowering("auto", c, 1, OFFSETS_MAX_POSITIONS + 1, False, 1.0) == "xla"
+    assert conv_lowering("offsets", 6, 1, 100, False, 1.0) == "offsets"  # explicit: kept
 
 
 def test_lowering_errors_name_the_layer():
@@ -145,7 +204,7 @@ POOL_CASES = [  # layer, window, padding, input sizes (some not multiples of the
 
 @pytest.mark.parametrize("layer,window,padding,sizes", POOL_CASES,
                          ids=lambda v: getattr(v, "__name__", str(v)))
-def test_slice_pooling_equals_reduce_window(x64, layer, window, padding, sizes):
+def test_slice_pooling_equals_reduce_window(x64, layer, window, padding, sizes, monkeypatch):
     """Integer-valued inputs with many ties: the gradient goes to the same single winner (the
     first in the window) as reduce_window's. Forward mode is checked as the adjoint of
     reduce_window's reverse mode, ⟨J t, c⟩ = ⟨t, Jᵀ c⟩: reduce_window's own forward-mode rule
@@ -170,6 +229,11 @@ def test_slice_pooling_equals_reduce_window(x64, layer, window, padding, sizes):
     _close(y, y_ref)
     _close(g, g_ref)
     _close(jnp.vdot(dy, cotangent), jnp.vdot(tangent, g_ref))
+    if layer is MaxPool2D and padding == "VALID":  # the masked derivative of huge inputs
+        monkeypatch.setattr(pooling, "SCATTER_MAX_SIZE", 0)
+        (_, g_ref, _), (_, g, dy) = jax.jit(lambda: both.__wrapped__())()  # traced anew
+        _close(g, g_ref)
+        _close(jnp.vdot(dy, cotangent), jnp.vdot(tangent, g_ref))
 
 
 def test_auto_pooling_slices_only_non_overlapping_windows():

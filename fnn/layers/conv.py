@@ -30,10 +30,19 @@ is fast there, and its gradients (slices transpose to pads, the product to two p
 weight gradient as one matrix product per kernel offset, ``∂L/∂w[k] = x_kᵀ · ∂L/∂y`` with
 ``x_k`` the input slice the offset ``k`` sees (a `jax.custom_jvp`, see `conv_offsets`):
 XLA:CPU's weight-gradient convolution is slow when the output grid is small (LeNet-5's C3).
-``"auto"`` (the default) takes ``"patches"`` for ungrouped convolutions with at most
-`PATCHES_MAX_CHANNELS` input channels, ``"offsets"`` for other ungrouped ones with between 2
-and `OFFSETS_MAX_POSITIONS` output positions per example, else ``"xla"`` (measured in
-``benchmarks/lenet5.py``; see `conv_lowering`).
+``"banded"`` also keeps XLA's convolution for the value, but computes the input gradient as
+one matrix product with a banded (Toeplitz) matrix built from the kernel along the last
+spatial axis, followed by a sum of shifted slices along the other axes (`conv_banded`;
+XLA:CPU's input-gradient convolution is slow for few input channels: LeNet-5's C3 3× faster),
+and the weight gradient as one product with the patch matrix (`patch_matrix`). ``"dense"`` is
+for a kernel that covers the whole padded input (one output position, LeNet-5's C5): one
+matrix product of the flattened input with the flattened kernel (`conv_dense`).
+``"auto"`` (the default) takes ``"dense"`` for ungrouped convolutions whose kernel covers the
+padded input, ``"patches"`` for other ungrouped ones with at most `PATCHES_MAX_CHANNELS` input
+channels, ``"banded"`` or ``"offsets"`` for other ungrouped ones with between 2 and
+`OFFSETS_MAX_POSITIONS` output positions per example (``"banded"`` for at most
+`BANDED_MAX_CHANNELS` channels and a padded width at most `BANDED_MAX_RATIO` kernel widths),
+else ``"xla"`` (measured in ``benchmarks/lenet5.py``; see `conv_lowering`).
 
 The helpers `spatial_tuple`, `padding_pairs` and `window_output_size` are shared with
 `fnn.layers.pooling`.
@@ -48,6 +57,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from fnn import init as initializers
@@ -183,7 +193,7 @@ def _describe(kernel, strides, padding, dilation, groups=1):
 
 # ----------------------------------------------------------------------------- lowerings
 
-LOWERINGS = ("auto", "xla", "patches", "offsets")
+LOWERINGS = ("auto", "xla", "patches", "offsets", "banded", "dense")
 # "auto" uses patches up to this many input channels (ungrouped). Measured on 2 CPU cores
 # (benchmarks/README.md): in isolation the patches are 3.3× faster than XLA for C = 1, 1.1×
 # for C = 2…4; inside LeNet-5's step, patches for C1 (C = 1) make the step faster but for C3
@@ -195,6 +205,16 @@ PATCHES_MAX_CHANNELS = 3
 # (LeNet-5's C3, 10×10: forward + gradients 1.4× faster; 11×11 with 64 → 128 channels: 1.9×;
 # 28×28 with 64 → 64 channels: slower; a 1×1 output: slower).
 OFFSETS_MAX_POSITIONS = 256
+# Of those, "auto" takes "banded" (the input gradient as one product with a banded matrix, see
+# `conv_banded`, the weight gradient as one product with the patch matrix) for at most this
+# many input channels and a padded last spatial axis at most BANDED_MAX_RATIO times the
+# kernel's (effective) width, the band's multiply-adds being that ratio times the
+# convolution's. Forward + both gradients, CPU ms on one core, offsets / banded (2026-11-30):
+# LeNet-5's C3 (14×14×6 → 16, 5×5, batch 128) 15.0 / 7.5; 14×14×12 → 16 20.9 / 15.3;
+# 14×14×24 → 32 55.6 / 105.9; 8×8×64 → 64 (3×3, batch 64) 12.3 / 15.1; 10×10×8 → 16 (3×3,
+# ratio 3.3) 1.7 / 1.6.
+BANDED_MAX_CHANNELS = 12
+BANDED_MAX_RATIO = 3
 
 
 def check_lowering(where: str, lowering: str, choices: Sequence[str] = LOWERINGS) -> str:
@@ -205,19 +225,38 @@ def check_lowering(where: str, lowering: str, choices: Sequence[str] = LOWERINGS
     return lowering
 
 
-def conv_lowering(lowering: str, channels: int, groups: int, out_positions: int) -> str:
+def covers_input(sizes, kernel, pads, dilation) -> bool:
+    """Whether an undilated kernel covers the whole padded input (``K = M + P_lo + P_hi`` along
+    every axis): the convolution then has one output position and is a dense layer."""
+    return all(d == 1 and k == m + p[0] + p[1]
+               for m, k, p, d in zip(sizes, kernel, pads, dilation))
+
+
+def conv_lowering(lowering: str, channels: int, groups: int, out_positions: int,
+                  whole: bool = False, band_ratio: float = math.inf) -> str:
     """The lowering ``"auto"`` stands for, for a convolution of ``channels`` input channels
-    whose output has ``out_positions`` positions per example: ``"patches"`` for an ungrouped
-    convolution of at most `PATCHES_MAX_CHANNELS` input channels, ``"offsets"`` for other
-    ungrouped ones with ``2 <= out_positions <=`` `OFFSETS_MAX_POSITIONS`, ``"xla"`` otherwise;
-    an explicit choice is kept (``"patches"`` and ``"offsets"`` need ``groups = 1``)."""
+    whose output has ``out_positions`` positions per example (``whole``: the kernel covers the
+    whole padded input, see `covers_input`; ``band_ratio``: the padded last spatial axis over
+    the kernel's effective width along it): ``"dense"`` for an ungrouped ``whole`` one,
+    ``"patches"`` for an ungrouped convolution of at most `PATCHES_MAX_CHANNELS` input
+    channels; for other ungrouped ones with ``2 <= out_positions <=`` `OFFSETS_MAX_POSITIONS`,
+    ``"banded"`` if ``channels <=`` `BANDED_MAX_CHANNELS` and ``band_ratio <=``
+    `BANDED_MAX_RATIO`, else ``"offsets"``; ``"xla"`` otherwise. An explicit choice is kept
+    (``"patches"``, ``"offsets"``, ``"banded"`` and ``"dense"`` need ``groups = 1``,
+    ``"dense"`` also ``whole``)."""
     if lowering != "auto":
         return lowering
     if groups != 1:
         return "xla"
+    if whole:
+        return "dense"
     if channels <= PATCHES_MAX_CHANNELS:
         return "patches"
-    return "offsets" if 2 <= out_positions <= OFFSETS_MAX_POSITIONS else "xla"
+    if not 2 <= out_positions <= OFFSETS_MAX_POSITIONS:
+        return "xla"
+    if channels <= BANDED_MAX_CHANNELS and band_ratio <= BANDED_MAX_RATIO:
+        return "banded"
+    return "offsets"
 
 
 def conv_xla(x, w, strides, pads, dilation, groups: int = 1):
@@ -229,32 +268,114 @@ def conv_xla(x, w, strides, pads, dilation, groups: int = 1):
         dimension_numbers=_DIMENSION_NUMBERS[ndim], feature_group_count=groups)
 
 
-def conv_patches(x, w, strides, pads, dilation):
-    """The same correlation as `conv_xla` (groups 1) as one matrix product over patches.
+@jax.custom_jvp
+def _kernel_times_patches(w2, patches):
+    """``w2ᵀ · patches``: (K·C, F), (K·C, M) -> (F, M), with ``w2ᵀ`` materialized row-major
+    (XLA:CPU folds a plain transpose into the product, whose transposed left operand then
+    misses YNNPACK's fast kernel: LeNet-5's C1 5.6 ms against 0.7–1.1 ms on one core). The
+    tangent in ``w2`` is written ``(patchesᵀ · ẇ2)ᵀ`` so that its transpose, the weight
+    gradient, is ``patches · ∂L/∂yᵀ`` (K·C, F), the fast orientation (2.5 ms against 6.7 ms
+    for ``∂L/∂y · patchesᵀ``)."""
+    return jnp.matmul(jax.lax.optimization_barrier(w2.T), patches)
 
-    With ``x_pad`` the padded input moved to channels first, (C, N, *spatial), each kernel
-    offset ``k`` gives the strided slice ``x_pad[:, :, k·d : k·d + (Q − 1)·S + 1 : S]``
-    (C, N, *out); stacked over the offsets (row-major, as ``w`` is laid out) and reshaped, they
-    are ``P`` (K·C, N·Q) with K = K·K'… and Q = Q·Q'…, and
 
-        yᵀ = w.reshape(K·C, F)ᵀ · P   (F, N·Q), moved back to (N, *out, F).
-    """
+def _kernel_times_patches_jvp(primals, tangents):
+    (w2, patches), (w2_dot, patches_dot) = primals, tangents
+    parts = []
+    if not isinstance(patches_dot, SymbolicZero):
+        parts.append(jnp.matmul(w2.T, patches_dot))
+    if not isinstance(w2_dot, SymbolicZero):
+        parts.append(jax.lax.dot_general(patches, w2_dot, (((0,), (0,)), ((), ()))).T)
+    return _kernel_times_patches(w2, patches), functools.reduce(jnp.add, parts)
+
+
+_kernel_times_patches.defjvp(_kernel_times_patches_jvp, symbolic_zeros=True)
+
+
+def patch_matrix(x, kernel, strides, pads, dilation):
+    """The patches of x (N, *spatial, C) as one matrix ``P`` (K·C, N·Q) (K = K·K'…, Q = Q·Q'…,
+    rows in ``w``'s row-major (k, k', …, c) order, channels first: im2col), and the output
+    sizes ``out``. With ``x_pad`` the padded input moved to channels first, (C, N, *spatial),
+    each kernel offset ``k`` gives the strided slice ``x_pad[:, :, k·d : k·d + (Q − 1)·S + 1 : S]``
+    (C, N, *out), taken one spatial axis at a time (5 + 5 slices for a 5×5 kernel instead of
+    25 slices of the whole padded input: 2.2 ms against 4.0 ms for LeNet-5's C1)."""
     ndim = x.ndim - 2
-    kernel, (channels, features) = w.shape[:ndim], w.shape[ndim:]
     xt = jnp.pad(jnp.moveaxis(x, -1, 0), ((0, 0), (0, 0)) + tuple(pads))
     out = tuple((xt.shape[2 + a] - dilation[a] * (kernel[a] - 1) - 1) // strides[a] + 1
                 for a in range(ndim))
-    # one spatial axis at a time (5 + 5 slices for a 5×5 kernel instead of 25 slices of the
-    # whole padded input): after axis a, patches[k_0, …, k_a, C, N, out_0, …, out_a, M_{a+1}, …]
+    # after axis a: patches[k_0, …, k_a, C, N, out_0, …, out_a, M_{a+1}, …]
     patches = xt
     for a in range(ndim):
         patches = jnp.stack([jax.lax.slice_in_dim(patches, o * dilation[a],
                                                   o * dilation[a] + (out[a] - 1) * strides[a] + 1,
                                                   strides[a], 2 * a + 2)
                              for o in range(kernel[a])], a)
-    patches = patches.reshape(math.prod(kernel) * channels, x.shape[0] * math.prod(out))
-    y_t = jnp.matmul(w.reshape(-1, features).T, patches)
+    return patches.reshape(math.prod(kernel) * x.shape[-1], x.shape[0] * math.prod(out)), out
+
+
+def conv_patches(x, w, strides, pads, dilation):
+    """The same correlation as `conv_xla` (groups 1) as one matrix product over the patches
+    ``P`` (K·C, N·Q) of `patch_matrix`:
+
+        yᵀ = w.reshape(K·C, F)ᵀ · P   (F, N·Q), moved back to (N, *out, F).
+    """
+    ndim = x.ndim - 2
+    features = w.shape[-1]
+    patches, out = patch_matrix(x, w.shape[:ndim], strides, pads, dilation)
+    y_t = _kernel_times_patches(w.reshape(-1, features), patches)
     return jnp.moveaxis(y_t.reshape((features, x.shape[0]) + out), 0, -1)
+
+
+def conv_dense(x, w, pads):
+    """The same correlation as `conv_xla` (groups 1) when the kernel covers the whole padded
+    input (`covers_input`; e.g. LeNet-5's C5, 5×5×16 → 1×1×120): one matrix product
+
+        y = x_pad.reshape(N, K·K'·C) · w.reshape(K·K'·C, F),   reshaped to (N, 1, 1, F),
+
+    whose gradients are two more products (XLA:CPU's convolution gradients at this shape are
+    10× slower)."""
+    ndim = x.ndim - 2
+    if any(p != (0, 0) for p in pads):
+        x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    y = x.reshape(x.shape[0], -1) @ w.reshape(-1, w.shape[-1])
+    return y.reshape((x.shape[0],) + (1,) * ndim + (w.shape[-1],))
+
+
+def conv_banded(x, w, strides, pads, dilation):
+    """The same correlation as `conv_xla` (groups 1) as one matrix product with a banded
+    (block-Toeplitz) matrix along the last spatial axis and slices along the others.
+
+    Along the last axis (padded size M, output size Q, kernel K', stride S, dilation d) the
+    kernel becomes ``B[k, m, c, q, f] = w[k, k', c, f]`` where ``m = q·S + k'·d`` (0 elsewhere),
+    for each offset ``k`` of the other axes (``B`` is ``E · w`` with a constant 0/1 tensor
+    ``E[m, q, k']``). With ``X_k`` the padded input sliced at the offset ``k`` along the other
+    axes (N, *out_lead, M, C), stacked over ``k`` and reshaped to (N·Q_lead, K_lead·M·C),
+
+        y = X · B.reshape(K_lead·M·C, Q·F),   reshaped to (N, *out, F).
+
+    It does M/K' times the multiply-adds of the correlation (the zeros of the band), but as one
+    product with long rows; its transpose, the input gradient ``∂L/∂X = ∂L/∂y · Bᵀ`` followed
+    by a sum of K_lead shifted slices, is 3× faster than XLA:CPU's input-gradient convolution
+    for LeNet-5's C3 (M = 14, K' = 5). Used for that gradient by ``lowering="banded"``
+    (`conv_offsets` with ``banded=True``); as the forward pass it is slower than XLA's."""
+    ndim = x.ndim - 2
+    kernel, (channels, features) = w.shape[:ndim], w.shape[ndim:]
+    x_pad = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    sizes = x_pad.shape[1:-1]
+    out = tuple((m - d * (k - 1) - 1) // s + 1
+                for m, k, s, d in zip(sizes, kernel, strides, dilation))
+    band = np.zeros((sizes[-1], out[-1], kernel[-1]), np.float32)
+    for q in range(out[-1]):
+        for k in range(kernel[-1]):
+            band[q * strides[-1] + k * dilation[-1], q, k] = 1.0
+    b = jnp.einsum("mqj,...jcf->...mcqf", band.astype(w.dtype), w)  # (*kernel_lead, M, C, Q, F)
+    rows = [x_pad[(slice(None),) + tuple(slice(o * d, o * d + (q - 1) * s + 1, s)
+                                         for o, d, q, s in zip(offsets, dilation, out, strides))]
+            for offsets in itertools.product(*map(range, kernel[:-1]))]
+    lead = x.shape[0] * math.prod(out[:-1])
+    stacked = jnp.stack(rows, ndim).reshape(lead, -1)  # (N, *out_lead, K_lead, M, C)
+    y = stacked @ b.reshape(stacked.shape[1], out[-1] * features)
+    return y.reshape((x.shape[0],) + out + (features,))
 
 
 def _offset_slices(x, kernel, strides, pads, dilation):
@@ -286,24 +407,39 @@ def conv_offset_products(x, w, strides, pads, dilation):
     return y.reshape((x.shape[0],) + out + (features,))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def conv_offsets(x, w, strides, pads, dilation):
-    """The correlation of `conv_xla` (groups 1), its value and input derivative computed by
-    XLA's convolution, its weight derivative by `conv_offset_products`: the tangent is
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def conv_offsets(x, w, strides, pads, dilation, banded: bool = False):
+    """The correlation of `conv_xla` (groups 1), its value computed by XLA's convolution.
+
+    ``banded=False`` (``lowering="offsets"``): the tangent is
     ``conv_xla(ẋ, w) + conv_offset_products(x, ẇ)``, which JAX transposes to XLA's usual input
     gradient and to the weight gradient as one matrix product per kernel offset,
-    ``∂L/∂w[k] = x_kᵀ · ∂L/∂y``."""
+    ``∂L/∂w[k] = x_kᵀ · ∂L/∂y``.
+
+    ``banded=True`` (``lowering="banded"``): the tangent is
+    ``conv_banded(ẋ, w) + (Pᵀ · ẇ)`` with ``P`` the patch matrix (`patch_matrix`), which JAX
+    transposes to the input gradient ``∂L/∂y · Bᵀ`` followed by a sum of shifted slices, and
+    to the weight gradient as one matrix product ``P · ∂L/∂y`` (K·C, N·Q) × (N·Q, F) (for
+    LeNet-5's C3 2.3 ms against ~5 ms for the 25 per-offset products, whose transposed left
+    operands XLA:CPU multiplies with a slow generic loop)."""
     return conv_xla(x, w, strides, pads, dilation)
 
 
-def _conv_offsets_jvp(strides, pads, dilation, primals, tangents):
+def _conv_offsets_jvp(strides, pads, dilation, banded, primals, tangents):
     (x, w), (x_dot, w_dot) = primals, tangents
     parts = []
     if not isinstance(x_dot, SymbolicZero):
-        parts.append(conv_xla(x_dot, w, strides, pads, dilation))
+        parts.append((conv_banded if banded else conv_xla)(x_dot, w, strides, pads, dilation))
     if not isinstance(w_dot, SymbolicZero):
-        parts.append(conv_offset_products(x, w_dot, strides, pads, dilation))
-    return conv_offsets(x, w, strides, pads, dilation), functools.reduce(jnp.add, parts)
+        if banded:  # ẏ = (Pᵀ · ẇ) reshaped: its transpose is ∂L/∂w = P · ∂L/∂y, one product
+            ndim = x.ndim - 2
+            patches, out = patch_matrix(x, w.shape[:ndim], strides, pads, dilation)
+            y_dot = jax.lax.dot_general(patches, w_dot.reshape(-1, w.shape[-1]),
+                                        (((0,), (0,)), ((), ())))
+            parts.append(y_dot.reshape((x.shape[0],) + out + (w.shape[-1],)))
+        else:
+            parts.append(conv_offset_products(x, w_dot, strides, pads, dilation))
+    return conv_offsets(x, w, strides, pads, dilation, banded), functools.reduce(jnp.add, parts)
 
 
 conv_offsets.defjvp(_conv_offsets_jvp, symbolic_zeros=True)
@@ -341,6 +477,11 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
                                    f"groups={n_groups}.")
         pads = padding_pairs(padding, input_shape[1:-1], window, strides)
         out = check_windows(name, input_shape, window, strides, pads)
+        if lowering == "dense" and not covers_input(input_shape[1:-1], kernel, pads, dilation):
+            raise LayerError(name, f"uses lowering='dense', which needs an undilated kernel "
+                                   f"covering the whole padded input; the kernel {kernel} "
+                                   f"(dilation {dilation}) does not cover "
+                                   f"{format_shape(tuple(input_shape))} padded by {pads}.")
         w_key, b_key = jax.random.split(key)
         params = {"w": w_init(w_key, kernel + (channels // n_groups, n_out), dtype)}
         if use_bias:
@@ -356,11 +497,20 @@ def _conv(ndim: int, features: Optional[int], kernel_size, *, strides, padding, 
             w = _flip(w, ndim)
         out = (window_output_size(m, k, s, p)
                for m, k, s, p in zip(x.shape[1:-1], window, strides, pads))
-        chosen = conv_lowering(lowering, x.shape[-1], n_groups, math.prod(out))
-        if chosen == "patches":
+        whole = covers_input(x.shape[1:-1], kernel, pads, dilation)
+        band_ratio = (x.shape[-2] + sum(pads[-1])) / window[-1]
+        chosen = conv_lowering(lowering, x.shape[-1], n_groups, math.prod(out), whole,
+                               band_ratio)
+        if chosen == "dense" and not whole:
+            raise LayerError(name, f"uses lowering='dense', which needs an undilated kernel "
+                                   f"covering the whole padded input; got inputs "
+                                   f"{format_shape(tuple(x.shape))} padded by {pads}.")
+        if chosen == "dense":
+            y = conv_dense(x, w.astype(x.dtype), pads)
+        elif chosen == "patches":
             y = conv_patches(x, w.astype(x.dtype), strides, pads, dilation)
-        elif chosen == "offsets":
-            y = conv_offsets(x, w.astype(x.dtype), strides, pads, dilation)
+        elif chosen in ("offsets", "banded"):
+            y = conv_offsets(x, w.astype(x.dtype), strides, pads, dilation, chosen == "banded")
         else:
             y = conv_xla(x, w.astype(x.dtype), strides, pads, dilation, n_groups)
         if use_bias:
@@ -411,8 +561,9 @@ def Conv2D(features: int, kernel_size, *, strides=1, padding: Padding = "VALID",
     ``flip_kernel=True`` computes the true convolution (kernel rotated 180°) instead of the
     cross-correlation. Output size per axis: ``Q = ⌊(M + P_lo + P_hi − d(K−1) − 1)/S⌋ + 1``.
     A kernel larger than the padded input, or channels not divisible by ``groups``, is a
-    `LayerError` at init. ``lowering``: ``"auto"``, ``"xla"``, ``"patches"`` or ``"offsets"``
-    (see the module docstring; the same numbers up to rounding, only the speed differs).
+    `LayerError` at init. ``lowering``: ``"auto"``, ``"xla"``, ``"patches"``, ``"offsets"``,
+    ``"banded"`` or ``"dense"`` (see the module docstring; the same numbers up to rounding,
+    only the speed differs).
     """
     return _conv_layer(2, features, kernel_size, strides, padding, dilation, groups, use_bias,
                        flip_kernel, w_init, b_init, dtype, lowering)
@@ -558,8 +709,9 @@ def Conv2DTranspose(features: int, kernel_size, *, strides=1, padding: Padding =
     return Layer(init, apply, name, "conv2d_transpose")
 
 
-__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "LOWERINGS",
-           "OFFSETS_MAX_POSITIONS", "PATCHES_MAX_CHANNELS", "SeparableConv2D", "check_lowering",
-           "check_padding", "check_spatial_input", "check_windows", "conv_lowering",
-           "conv_offset_products", "conv_offsets", "conv_patches", "conv_xla",
-           "padding_pairs", "spatial_tuple", "window_output_size"]
+__all__ = ["BANDED_MAX_CHANNELS", "BANDED_MAX_RATIO", "Conv1D", "Conv2D", "Conv3D",
+           "Conv2DTranspose", "DepthwiseConv2D", "LOWERINGS", "OFFSETS_MAX_POSITIONS",
+           "PATCHES_MAX_CHANNELS", "SeparableConv2D", "check_lowering", "check_padding",
+           "check_spatial_input", "check_windows", "conv_banded", "conv_dense", "conv_lowering",
+           "conv_offset_products", "conv_offsets", "conv_patches", "conv_xla", "covers_input",
+           "padding_pairs", "patch_matrix", "spatial_tuple", "window_output_size"]

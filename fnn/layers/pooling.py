@@ -21,10 +21,11 @@ windows (stride = window): the input, padded with the identity (−∞, +∞ or 
 ``Q·K`` cells per axis, is split into its K·K' strided cells ``x[:, k::K, k'::K', :]``, which
 are combined elementwise (`window_reduce`; 2–3× faster than reducing a reshaped
 (batch, Q, K, Q', K', C) array on XLA:CPU). Its derivative reads the tangent through that
-reshape, and max/min take the tangent of the first winner (its offset found once in the forward
-pass), so the backward pass is a masked broadcast instead of XLA:CPU's slow
-``select_and_scatter``. ``"auto"`` (the default) takes ``"slices"`` whenever the windows do
-not overlap. Both give the same numbers (sums up to float rounding) and the same gradients.
+reshape (sums), or max/min take the tangent of the first winner (its flat index found once in
+the forward pass), so the backward pass is a broadcast or one scatter-add of the output delta
+at the winners instead of XLA:CPU's slow ``select_and_scatter``. ``"auto"`` (the default)
+takes ``"slices"`` whenever the windows do not overlap. Both give the same numbers (sums up
+to float rounding) and the same gradients.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ _REDUCERS = {"max": (jax.lax.max, -math.inf), "min": (jax.lax.min, math.inf),
 _DISPLAY = {"max": "MaxPool", "min": "MinPool", "avg": "AvgPool"}
 LOWERINGS = ("auto", "xla", "slices")
 _COMBINE = {"max": jnp.maximum, "min": jnp.minimum, "sum": jnp.add}
+# max/min over windows: inputs up to this many elements (int32 flat indices) get the gather /
+# scatter-add derivative, larger ones the masked broadcast (see `window_reduce`)
+SCATTER_MAX_SIZE = 2 ** 31 - 1
 
 
 def window_cells(x, window, pads, identity):
@@ -76,20 +80,24 @@ def window_reduce(x, window, op: str):
     (N, Q·K, Q'·K', …, C), computed as an elementwise max/min/sum of its strided cells:
     (N, Q, Q', …, C).
 
-    Derivatives: for the sum, the sum of the tangents over the window; for max/min, the
-    tangent of the first winner in row-major order over the window (``y = x[k*]``,
-    ``ẏ = ẋ[k*]``), which is `jax.lax.reduce_window`'s choice, the winner's offset ``k*``
-    found once in the forward pass. The tangent is read through the window blocks
-    (N, Q, K, Q', K', …, C) of ``ẋ``, so the transpose is one (masked) broadcast of the output
-    delta reshaped to the input, not a sum of padded strided slices."""
+    Derivatives: for the sum, the sum of the tangents over the window (read through the window
+    blocks (N, Q, K, Q', K', …, C) of ``ẋ``, so the transpose is one broadcast of the output
+    delta); for max/min, the tangent of the first winner in row-major order over the window
+    (``y = x[k*]``, ``ẏ = ẋ[k*]``), which is `jax.lax.reduce_window`'s choice, with the
+    winner's flat index in ``x`` found once in the forward pass: ``ẏ`` is a gather of ``ẋ`` at
+    those indices and the backward pass one scatter-add of the output delta there (per output
+    cell; a masked broadcast, per input cell, made XLA:CPU recompute the winners and the
+    incoming delta four times in LeNet-5's step), never XLA:CPU's slow ``select_and_scatter``.
+    Inputs of more than `SCATTER_MAX_SIZE` elements use a masked broadcast of the delta over
+    the window blocks instead (int32 indices)."""
     cells = window_cells(x, window, ((0, 0),) * len(window), 0.0)[1]
     return functools.reduce(_COMBINE[op], cells)
 
 
 def _window_reduce_jvp(window, op, primals, tangents):
     (x,), (x_dot,) = primals, tangents
-    blocks, axes = _blocks(x_dot, window)
     if op == "sum":
+        blocks, axes = _blocks(x_dot, window)
         return window_reduce(x, window, op), jnp.sum(blocks, axes)
     cells = window_cells(x, window, ((0, 0),) * len(window), 0.0)[1]
     # a running winner over the window in row-major order, replaced only by a strictly better
@@ -97,11 +105,26 @@ def _window_reduce_jvp(window, op, primals, tangents):
     # y: XLA may recompute the cells in another fusion, a last-bit different copy of y would
     # then match no cell.
     better = jnp.greater if op == "max" else jnp.less
-    best, winner = cells[0], jnp.zeros(cells[0].shape, jnp.int32)
+    flat_ok = x.size <= SCATTER_MAX_SIZE
+    # the winner as its flat (row-major) offset inside x from the window's corner, or (for
+    # inputs too large for int32 indices) as its cell number
+    strides = [math.prod(x.shape[a + 1:]) for a in range(x.ndim)]
+    offsets = [sum(o * strides[a + 1] for a, o in enumerate(cell)) if flat_ok else k
+               for k, cell in enumerate(itertools.product(*map(range, window)))]
+    best, winner = cells[0], jnp.full(cells[0].shape, offsets[0], jnp.int32)
     for k, cell in enumerate(cells[1:], 1):
         take = better(cell, best)
         best = jnp.where(take, cell, best)
-        winner = jnp.where(take, k, winner)
+        winner = jnp.where(take, offsets[k], winner)
+    if flat_ok:
+        # ẏ = ẋ.flat[corner + winner]: a gather, whose transpose is one scatter-add of the
+        # output delta, computed per output cell instead of per input cell
+        corner = sum(jax.lax.broadcasted_iota(jnp.int32, best.shape, a)
+                     * strides[a] * (window[a - 1] if 0 < a <= len(window) else 1)
+                     for a in range(best.ndim))
+        return best, x_dot.reshape(-1).at[corner + winner].get(mode="promise_in_bounds",
+                                                                unique_indices=True)
+    blocks, axes = _blocks(x_dot, window)
     offset = sum(jax.lax.broadcasted_iota(jnp.int32, blocks.shape, a) * math.prod(window[i + 1:])
                  for i, a in enumerate(axes))
     chosen = offset == jnp.expand_dims(winner, axes)
@@ -247,4 +270,5 @@ def GlobalMaxPool(keepdims: bool = False) -> Layer:
 
 
 __all__ = ["AvgPool1D", "AvgPool2D", "GlobalAvgPool", "GlobalMaxPool", "LOWERINGS", "MaxPool1D",
-           "MaxPool2D", "MinPool1D", "MinPool2D", "window_cells", "window_reduce"]
+           "MaxPool2D", "MinPool1D", "MinPool2D", "SCATTER_MAX_SIZE", "window_cells",
+           "window_reduce"]
