@@ -12,9 +12,9 @@ cell without an ``equations`` mark: the generic fused path, which every cell wit
 but the plain LSTM takes, and the plain LSTM's path before its loops were written out),
 ``fnn_scan`` (``impl="scan"``, the plain path), ``jax`` (`table.py`'s hand-written step) and
 ``torch`` (PyTorch eager, when installed). Each round times ``--steps`` steps of each in a
-rotating order; times are medians over rounds of the wall time per step, ratios medians of the
-per-round ratios (steadier on a shared machine than ratios of medians, which `table.py`
-reports).
+random order, after one untimed step; times are medians over rounds of the wall time per step,
+ratios medians of the per-round ratios (steadier on a shared machine than ratios of medians,
+which `table.py` reports).
 """
 from __future__ import annotations
 
@@ -76,14 +76,18 @@ def main():
         runs["torch"] = table.torch_step(args.workload, batch)[0]
     for run in runs.values():  # compile and warm up
         for _ in range(2):
-            table._block(run())
+            table.block(run())
     names = list(runs)
     times = {k: [] for k in names}
+    order = np.random.default_rng(1)
     for r in range(args.rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
+        # a random order each round and one untimed step before each timed block (PyTorch's
+        # OpenMP threads spin on after its step and slow whatever runs next; see table.py)
+        for k in order.permutation(names):
+            table.block(runs[k]())
             start = time.perf_counter()
             for _ in range(args.steps):
-                table._block(runs[k]())
+                table.block(runs[k]())
             times[k].append((time.perf_counter() - start) / args.steps * 1e3)
     result = {"workload": args.workload, "ms_per_step": {}, "ratio_to_jax": {},
               "ratio_to_torch": {}, "rounds_ms": times}

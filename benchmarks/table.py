@@ -457,7 +457,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _block(value):
+def block(value):
     return jax.block_until_ready(value) if not hasattr(value, "item") or isinstance(
         value, jax.Array) else value.item()
 
@@ -495,8 +495,8 @@ def main(argv=None) -> dict:
         runs, info = {}, {}
         for name in names:
             run, compiled = IMPLEMENTATIONS[name](workload, batch)
-            first = _time(lambda: _block(run()))
-            step_time = min(_time(lambda: _block(run())) for _ in range(3))
+            first = _time(lambda: block(run()))
+            step_time = min(_time(lambda: block(run())) for _ in range(3))
             runs[name] = run
             info[name] = {"compile_seconds": (round(first - step_time, 3)
                                               if compiled is not None else None),
@@ -508,9 +508,9 @@ def main(argv=None) -> dict:
             # whichever implementation came next (in a fixed cyclic order, always the same one)
             for name in rng.permutation(names):
                 run = runs[name]
-                _block(run())
+                block(run())
                 info[name]["times"].append(
-                    _time(lambda: [_block(run()) for _ in range(args.steps)]) / args.steps)
+                    _time(lambda: [block(run()) for _ in range(args.steps)]) / args.steps)
         peak = 2 * 2048 ** 3 / float(np.median(matmul_times))
         base = float(np.median(info["jax"]["times"]))
         for name in names:
