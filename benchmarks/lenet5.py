@@ -22,9 +22,9 @@ Three implementations of the same step:
   ``lax.reduce_window`` (what Flax, Equinox or Haiku lower to), jitted;
 - ``torch``: ``torch.nn`` layers in eager mode with ``torch.optim.SGD``, when torch imports.
 
-With ``--split K`` a fourth, ``fnn-splitK``, times fnn's model and loss with the batch cut into K
-slices run forward and backward independently and their gradients summed (`fnn_split_step`):
-what a batch-splitting option of the train step would gain at default threads.
+With ``--microbatches K`` a fourth, ``fnn-mbK``, times ``make_train_step(...,
+microbatches=K)``: the batch cut into K slices run forward and backward as independent
+computations (which XLA can run on both cores at once) and their gradients combined.
 
 Interleaved: each round times ``--steps`` steps of every implementation, in a random order
 (each after one untimed step), and the ratios are taken within the round (the machine is shared
@@ -89,30 +89,6 @@ def jax_step(pool: str, activation: str):
     return step
 
 
-# ----------------------------------------------------------------------------- fnn, split batch
-
-def fnn_split_step(model, parts: int):
-    """fnn's model and loss as a jitted SGD step ``(params, state, x, y) -> params`` whose batch
-    is cut into ``parts`` equal slices, each run forward and backward on its own (independent
-    graphs XLA's runtime can run concurrently on different cores), the gradients summed: the
-    same mean loss and gradient as the whole batch (up to float rounding) for a model without
-    batch statistics. A measurement of what such an option of ``make_train_step`` would gain,
-    not part of fnn."""
-    def loss(params, state, x, y):
-        logits = model.apply(params, state, x)[0]
-        return jnp.sum(softmax_cross_entropy(logits, y)) / BATCH
-
-    @jax.jit
-    def step(params, state, x, y):
-        size = x.shape[0] // parts
-        grads = [jax.grad(loss)(params, state, x[i * size:(i + 1) * size],
-                                y[i * size:(i + 1) * size]) for i in range(parts)]
-        total = jax.tree_util.tree_map(lambda *g: sum(g), *grads)
-        return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, total)
-
-    return step
-
-
 # ----------------------------------------------------------------------------- PyTorch eager
 
 def torch_step(torch, pool: str, activation: str, params, x, y):
@@ -159,7 +135,7 @@ def _time_steps(fn, steps: int):
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-def measure(form: str, rounds: int, steps: int, torch, split: int = 0) -> dict:
+def measure(form: str, rounds: int, steps: int, torch, microbatches: int = 0) -> dict:
     pool, activation = FORMS[form]
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 28, 28, 1), np.float32)
@@ -178,18 +154,19 @@ def measure(form: str, rounds: int, steps: int, torch, split: int = 0) -> dict:
     plain_params = plain(params, xj, yj)
     difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
         jax.tree_util.tree_leaves(fnn_params), jax.tree_util.tree_leaves(plain_params)))
-    split_difference = None
-    if split:
-        split_step = fnn_split_step(model, split)
-        split_difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+    sliced_difference = None
+    if microbatches:
+        sliced = make_train_step(model, "softmax_cross_entropy", optimizer,
+                                 microbatches=microbatches)
+        sliced_difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
             jax.tree_util.tree_leaves(fnn_params),
-            jax.tree_util.tree_leaves(split_step(params, state, xj, yj))))
+            jax.tree_util.tree_leaves(sliced(params, state, opt_state, batch, key)[0])))
 
     runs = {"fnn": lambda: jax.block_until_ready(fnn_train(params, state, opt_state, batch, key)),
             "jax": lambda: jax.block_until_ready(plain(params, xj, yj))}
-    if split:
-        runs[f"fnn-split{split}"] = lambda: jax.block_until_ready(
-            split_step(params, state, xj, yj))
+    if microbatches:
+        runs[f"fnn-mb{microbatches}"] = lambda: jax.block_until_ready(
+            sliced(params, state, opt_state, batch, key))
     if torch is not None:
         runs["torch"] = torch_step(torch, pool, activation, params, x, y)
     for fn in runs.values():  # compile / warm up
@@ -207,18 +184,20 @@ def measure(form: str, rounds: int, steps: int, torch, split: int = 0) -> dict:
             times[name].append(wall)
             cpu_times[name].append(cpu)
 
-    def summary(table):
-        fnn_times = np.array(table["fnn"])
+    def summary(table, base="fnn"):
+        base_times = np.array(table[base])
         return ({name: 1000 * float(np.median(t)) for name, t in table.items()},
-                {name: float(np.median(np.array(t) / fnn_times))
-                 for name, t in table.items() if name != "fnn"})
+                {name: float(np.median(np.array(t) / base_times))
+                 for name, t in table.items() if name != base})
     median_ms, speedup = summary(times)
     median_cpu_ms, cpu_speedup = summary(cpu_times)
+    sliced_speedup = summary(times, f"fnn-mb{microbatches}")[1] if microbatches else None
     result = {
         "pool": pool, "activation": activation,
         "max_abs_param_difference_fnn_vs_jax": difference,
-        "max_abs_param_difference_fnn_vs_split": split_difference,
+        "max_abs_param_difference_fnn_vs_microbatches": sliced_difference,
         "median_ms": median_ms, "median_speedup_of_fnn": speedup,
+        "median_speedup_of_fnn_microbatches": sliced_speedup,
         "median_cpu_ms": median_cpu_ms, "median_cpu_speedup_of_fnn": cpu_speedup,
         "ms_per_round": {name: [round(1000 * v, 3) for v in t] for name, t in times.items()},
         "cpu_ms_per_round": {name: [round(1000 * v, 3) for v in t]
@@ -234,14 +213,13 @@ def main(argv=None) -> None:
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=list(FORMS))
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: PyTorch's own choice)")
-    parser.add_argument("--split", type=int, default=0,
-                        help="also time fnn's model with the batch cut into this many "
-                             "independent slices (`fnn_split_step`)")
+    parser.add_argument("--microbatches", type=int, default=0,
+                        help="also time fnn's step with make_train_step(..., microbatches=K)")
     parser.add_argument("--out", default=None, help="add the results to this JSON file")
     args = parser.parse_args(argv)
-    if args.split and (args.split < 2 or BATCH % args.split):
-        parser.error(f"--split must be 0 (off) or a divisor >= 2 of the batch {BATCH}; "
-                     f"got {args.split}.")
+    if args.microbatches and (args.microbatches < 2 or BATCH % args.microbatches):
+        parser.error(f"--microbatches must be 0 (off) or a divisor >= 2 of the batch {BATCH}; "
+                     f"got {args.microbatches}.")
     try:
         import torch
     except ImportError:
@@ -267,7 +245,7 @@ def main(argv=None) -> None:
         "batch": BATCH, "rounds": args.rounds, "steps_per_round": args.steps, "forms": {},
     }
     for form in args.forms:
-        result = measure(form, args.rounds, args.steps, torch, args.split)
+        result = measure(form, args.rounds, args.steps, torch, args.microbatches)
         report["forms"][form] = result
         times = ", ".join(f"{k} {v:.1f} ms" for k, v in result["median_ms"].items())
         ratios = ", ".join(f"{v:.2f}× faster than {k}"
@@ -278,8 +256,12 @@ def main(argv=None) -> None:
         print(f"LeNet-5 {form}: median step {times}; fnn (median of per-round ratios) {ratios}; "
               f"CPU time per step {cpu} (other / fnn: {cpu_ratios}); max |Δparams| fnn vs jax "
               f"after one step {result['max_abs_param_difference_fnn_vs_jax']:.1e}"
-              + ("" if result["max_abs_param_difference_fnn_vs_split"] is None else
-                 f", fnn vs split {result['max_abs_param_difference_fnn_vs_split']:.1e}"),
+              + ("" if result["max_abs_param_difference_fnn_vs_microbatches"] is None else
+                 f", fnn vs fnn-mb{args.microbatches} "
+                 f"{result['max_abs_param_difference_fnn_vs_microbatches']:.1e}; fnn-mb"
+                 f"{args.microbatches} (median of per-round ratios) " + ", ".join(
+                     f"{v:.2f}× faster than {k}"
+                     for k, v in result["median_speedup_of_fnn_microbatches"].items())),
               flush=True)
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
     if args.out:

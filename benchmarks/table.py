@@ -12,7 +12,8 @@ same model and step written by hand with `jax.numpy` and `lax.scan`), and, when 
 ``torch`` (PyTorch eager) for every workload. ``lenet5``: LeNet-5 with max pooling and ReLU,
 batch 128 of 28×28×1 (``--workloads lenet5`` runs it alone), the step of
 `benchmarks/lenet5.py` (which compares fnn, hand-written JAX and PyTorch more closely), with
-Flax, Equinox and Haiku too. ``word2vec``: skip-gram with 5 negative samples, vocabulary 9,002,
+Flax, Equinox and Haiku too; fnn's step runs the batch as ``microbatches=2`` independent halves
+(`make_train_step`), which XLA spreads over the two cores. ``word2vec``: skip-gram with 5 negative samples, vocabulary 9,002,
 dimension 100 (the enwiki sample's), one "step" = one chunk of 64 SGD steps of 256 (centre,
 context) pairs, the unit fnn's word2vec runs per jitted call (`make_run_steps`), against the same
 closed-form updates written by hand in JAX (`lax.fori_loop`, scatter-adds) and in PyTorch eager
@@ -45,6 +46,7 @@ from fnn.models import lenet5, mlp
 from fnn.optim import sgd
 
 LR = 0.01
+LENET_MICROBATCHES = 2  # fnn's LeNet-5 step: two independent halves of the batch (both cores)
 
 
 def step_flops(workload: str) -> float:
@@ -126,7 +128,8 @@ def fnn_step(workload, batch):
         shape = (None, T)
     _, params, state = model.init(jax.random.PRNGKey(0), shape)
     optimizer = sgd(LR)
-    step = fnn.make_train_step(model, "softmax_cross_entropy", optimizer)
+    step = fnn.make_train_step(model, "softmax_cross_entropy", optimizer,
+                               microbatches=LENET_MICROBATCHES if workload == "lenet5" else 1)
     opt_state = optimizer.init(params)
     fb = fnn.Batch(jnp.asarray(batch[0]), jnp.asarray(batch[1]))
     key = jax.random.PRNGKey(1)

@@ -107,6 +107,7 @@ class TrainConfig:
     loss: str = "softmax_cross_entropy"
     l2: float = 0.0  # the course's λ: loss + λ/(2P) Σ w² over the weights (biases skipped)
     l1: float = 0.0  # the course's λ: loss + λ/P Σ |w|
+    microbatches: int = 1  # K independent slices per batch, spread over CPU cores (divides batch_size)
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,10 @@ def check(config: Config) -> Parts:
     if t.batch_size != "full" and not (isinstance(t.batch_size, int) and t.batch_size >= 1):
         raise ConfigError(f"config key `train.batch_size` must be an integer >= 1 or \"full\" "
                           f"(one batch of every example); got {t.batch_size!r}.")
+    _check_range("train.microbatches", t.microbatches, 1)
+    if isinstance(t.batch_size, int) and t.batch_size % t.microbatches:
+        raise ConfigError(f"config key `train.microbatches` = {t.microbatches} must divide "
+                          f"`train.batch_size` = {t.batch_size}.")
     if d.dataset in SYNTHETIC:
         _check_range("data.samples", d.samples, 2)
         _check_range("data.test_fraction", d.test_fraction, 0, 1, low_open=True)
@@ -382,7 +386,7 @@ def train_config(config: Config, model, parts: Parts, train_data: Split,
                validation_data=validation_data,
                early_stopping=EarlyStopping(**dataclasses.asdict(es)) if use_es else None,
                penalty=make_penalty(config.train, len(x_train)), augment=parts.augment,
-               **fit_options)
+               microbatches=config.train.microbatches, **fit_options)
 
 
 def cross_validate_config(config: Config, folds: int, *, log=print) -> CrossValidation:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Shape = tuple[int, ...]
@@ -90,10 +91,22 @@ def _named(init: Initializer, name: str) -> Initializer:
 # Constants and fixed-scale random weights.
 
 
+def filled(shape, value, dtype, like=None) -> Array:
+    """An array of ``shape`` and ``dtype`` filled with ``value``: `jnp.full` while tracing
+    (``like`` is a tracer: the caller runs under `jax.jit`, `jax.grad`, `jax.eval_shape`, ...),
+    otherwise built by NumPy and put where ``like`` is (its sharding, for a `jax.Array` committed
+    to devices; the default device otherwise).
+    Called eagerly, `jnp.full` would compile a small XLA program for every new shape and dtype
+    (tens of milliseconds each on a CPU); a model's biases and an optimizer's moments need many."""
+    if isinstance(like, jax.core.Tracer):
+        return jnp.full(shape, value, dtype)
+    sharding = like.sharding if isinstance(like, jax.Array) and like.committed else None
+    return jax.device_put(np.full(shape, value, jax.dtypes.canonicalize_dtype(dtype)), sharding)
+
+
 def _constant(name: str, value) -> Initializer:
     def init(key, shape, dtype=jnp.float32):
-        del key  # deterministic
-        return jnp.full(_checked_shape(name, shape), value, dtype)
+        return filled(_checked_shape(name, shape), value, dtype, like=key)  # deterministic
 
     return _named(init, name)
 

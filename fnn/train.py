@@ -124,7 +124,8 @@ def _objective(model, loss_fn, metrics_fn, penalty, train, compute_dtype=None, l
     ``compute_dtype`` the model runs on copies of the parameters and inputs in that dtype (mixed
     precision: the gradient still reaches the float32 master parameters through the cast) and
     its outputs are cast back to float32 for the loss; the returned loss is multiplied by
-    ``loss_scale`` (the metrics keep the unscaled loss)."""
+    ``loss_scale`` (the metrics keep the unscaled loss). The auxiliary output ends with the sums
+    of the loss's and the metrics' entry weights, which `_sliced_gradients` combines slices by."""
 
     def objective(params, state, batch, key):
         context = Context(batch.mask, batch.seq_mask)
@@ -138,12 +139,13 @@ def _objective(model, loss_fn, metrics_fn, penalty, train, compute_dtype=None, l
             new_state = jax.tree_util.tree_map(lambda new, old: new.astype(jnp.result_type(old)),
                                                new_state, state)
         values = loss_fn(outputs, batch.targets)
-        loss = masked_mean(values, entry_weights(batch, values.shape))
+        weights = entry_weights(batch, values.shape)
+        loss = masked_mean(values, weights)
         label_shape = outputs.shape[:-1] if hasattr(outputs, "shape") else values.shape[:1]
-        metrics = {"loss": loss,
-                   **metrics_fn(outputs, batch.targets, entry_weights(batch, label_shape))}
+        label_weights = entry_weights(batch, label_shape)
+        metrics = {"loss": loss, **metrics_fn(outputs, batch.targets, label_weights)}
         total = loss if penalty is None else loss + penalty(params)
-        return total * loss_scale, (new_state, metrics)
+        return total * loss_scale, (new_state, metrics, (jnp.sum(weights), jnp.sum(label_weights)))
 
     return objective
 
@@ -162,7 +164,8 @@ def _check_optimizer(where: str, optimizer) -> Optimizer:
 def make_train_step(model: Layer, loss, optimizer: Optimizer, *,
                     metrics: Callable = classification_metrics,
                     penalty: Optional[Callable] = None, augment: Optional[Callable] = None,
-                    compute_dtype=None, loss_scale: float = 1.0, jit: bool = True):
+                    compute_dtype=None, loss_scale: float = 1.0, microbatches: int = 1,
+                    jit: bool = True):
     """The pure train step ``(params, state, opt_state, batch, key) -> (params, state, opt_state,
     metrics)``: one gradient step on the masked mean loss (+ ``penalty(params)`` if given).
     ``batch`` is a `Batch` (pytrees of inputs and targets, masks); the model gets its masks as
@@ -174,25 +177,80 @@ def make_train_step(model: Layer, loss, optimizer: Optimizer, *,
     Mixed precision: ``compute_dtype="bfloat16"`` (or ``"float16"``) runs the forward and
     backward pass in that dtype on a cast copy of the float32 parameters, which stay the ones the
     optimizer updates; ``loss_scale`` S multiplies the loss before differentiation and divides
-    the gradients after it, so that float16 gradients do not underflow (bfloat16 needs none)."""
+    the gradients after it, so that float16 gradients do not underflow (bfloat16 needs none).
+
+    ``microbatches=K`` cuts the batch (B rows, B a multiple of K) into K interleaved slices
+    (rows k, k + K, k + 2K, ...) that run forward and backward as K independent computations,
+    which XLA can run side by side on several CPU cores; their gradients and metrics are combined
+    by the slices' entry weights, ``g = Σ_k W_k·g_k / Σ_k W_k`` (W_k the slice's real entries),
+    the gradient of the whole batch's masked mean loss, up to float rounding. Slice k's model
+    key is ``fold_in(key, k)``. Layers with batch statistics (BatchNorm) see each slice as a
+    batch of its own and update their running averages once per slice, as in gradient
+    accumulation. Memory is not saved: the slices are one program."""
     optimizer = _check_optimizer("make_train_step", optimizer)
     compute_dtype = _check_compute_dtype("make_train_step", compute_dtype)
     if not (isinstance(loss_scale, (int, float)) and loss_scale > 0):
         raise ValueError(f"make_train_step: `loss_scale` must be a number > 0; got {loss_scale!r}.")
-    objective = _objective(model, losses.get(loss), metrics, penalty, train=True,
+    microbatches = check_int("make_train_step", "microbatches", microbatches)
+    objective = _objective(model, losses.get(loss), metrics,
+                           penalty if microbatches == 1 else None, train=True,
                            compute_dtype=compute_dtype, loss_scale=float(loss_scale))
+
+    def gradients(params, state, batch, key):
+        if microbatches == 1:
+            grads, (state, batch_metrics, _) = jax.grad(objective, has_aux=True)(
+                params, state, batch, key)
+            return grads, state, batch_metrics
+        grads, state, batch_metrics = _sliced_gradients(objective, microbatches, params, state,
+                                                        batch, key)
+        if penalty is not None:
+            grads = jax.tree_util.tree_map(
+                jnp.add, grads, jax.grad(lambda p: penalty(p) * loss_scale)(params))
+        return grads, state, batch_metrics
 
     def step(params, state, opt_state, batch: Batch, key):
         if augment is not None:
             batch = batch._replace(inputs=augment(jax.random.fold_in(key, 1), batch.inputs))
             key = jax.random.fold_in(key, 0)
-        grads, (state, batch_metrics) = jax.grad(objective, has_aux=True)(params, state, batch, key)
+        grads, state, batch_metrics = gradients(params, state, batch, key)
         if loss_scale != 1.0:
             grads = jax.tree_util.tree_map(lambda g: g / loss_scale, grads)
         updates, opt_state = optimizer.update(grads, opt_state, params, loss=batch_metrics["loss"])
         return apply_updates(params, updates), state, opt_state, batch_metrics
 
     return jax.jit(step) if jit else step
+
+
+def _sliced_gradients(objective, slices: int, params, state, batch: Batch, key):
+    """`make_train_step`'s ``microbatches``: the gradient of ``objective`` (a masked mean, from
+    `_objective`, without penalty) over ``batch``, computed on ``slices`` interleaved slices.
+    Slice k's mean is Σ w·v / max(W_k, 1), so max(W_k, 1)/max(W, 1) turns its gradient and metrics
+    into its share of the whole batch's (W = Σ_k W_k; the labels' weights for the metrics other
+    than the loss). The state passes from slice to slice."""
+    rows = jax.tree_util.tree_leaves(batch.targets)[0].shape[0]
+    if rows % slices:
+        raise ValueError(f"make_train_step: a batch of {rows} examples does not split into "
+                         f"`microbatches`={slices} equal slices; use a batch size that is a "
+                         f"multiple of {slices}.")
+    parts = []
+    for k in range(slices):
+        part = jax.tree_util.tree_map(lambda a: a[k::slices], batch)
+        grads, (state, metrics, weights) = jax.grad(objective, has_aux=True)(
+            params, state, part, jax.random.fold_in(key, k))
+        parts.append((grads, metrics, weights))
+    total_loss, total_labels = (sum(p[2][i] for p in parts) for i in (0, 1))
+
+    def share(weight, total):
+        return jnp.maximum(weight, 1) / jnp.maximum(total, 1)
+
+    loss_shares = [share(p[2][0], total_loss) for p in parts]
+    label_shares = [share(p[2][1], total_labels) for p in parts]
+    grads = jax.tree_util.tree_map(
+        lambda *g: sum(gk * wk for gk, wk in zip(g, loss_shares)), *[p[0] for p in parts])
+    metrics = {name: sum(p[1][name] * (loss_shares if name == "loss" else label_shares)[k]
+                         for k, p in enumerate(parts))
+               for name in parts[0][1]}
+    return grads, state, metrics
 
 
 @functools.partial(jax.jit, static_argnames=("model", "loss_fn", "metrics"))
@@ -448,14 +506,20 @@ def _on_device(tree) -> bool:
 
 def _fresh_copy(tree):
     """Device copies of ``tree``'s arrays (same placement): what `fit` donates, so the caller's
-    arrays stay valid."""
-    return jax.tree_util.tree_map(
-        lambda a: a.copy() if isinstance(a, jax.Array) else jnp.array(a), tree)
+    arrays stay valid. (`jax.device_put` copies without compiling a program per shape, as an
+    eager ``a.copy()`` would.)"""
+    def copy(a):
+        if not isinstance(a, jax.Array):
+            return jnp.array(a)
+        return jax.device_put(a, a.sharding if a.committed else None, may_alias=False)
+
+    return jax.tree_util.tree_map(copy, tree)
 
 
 def _make_train_loop(model: Layer, loss, optimizer: Optimizer, *, metrics: Callable,
                      penalty: Optional[Callable], augment: Optional[Callable], gather: bool,
-                     mesh=None, compute_dtype=None, loss_scale: float = 1.0):
+                     mesh=None, compute_dtype=None, loss_scale: float = 1.0,
+                     microbatches: int = 1):
     """K train steps in one compiled call, and zeros for its metric sums: ``(loop, zero_sums)``,
     ``loop(carry, data, xs, epoch_key) -> (carry, losses)``, ``zero_sums(carry3, data, xs,
     epoch_key)`` with ``carry3 = (params, state, opt_state)``.
@@ -472,7 +536,7 @@ def _make_train_loop(model: Layer, loss, optimizer: Optimizer, *, metrics: Calla
     """
     step = make_train_step(model, loss, optimizer, metrics=metrics, penalty=penalty,
                            augment=augment, compute_dtype=compute_dtype, loss_scale=loss_scale,
-                           jit=False)
+                           microbatches=microbatches, jit=False)
 
     def batch_of(data, rows, mask):
         batch = _padded(jax.tree_util.tree_map(lambda a: a[rows], data) if gather else rows, mask)
@@ -591,7 +655,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
         checkpoint_path: Optional[str] = None, checkpoint_every: Optional[int] = None,
         resume: bool = False, check_finite: bool = True, steps_per_call: Optional[int] = None,
         mesh=None, shard_params: bool = False, compute_dtype=None, loss_scale: float = 1.0,
-        progress=True, log: Callable = print) -> FitResult:
+        microbatches: int = 1, progress=True, log: Callable = print) -> FitResult:
     """Train for ``epochs`` epochs of shuffled mini-batches; returns a `FitResult`.
 
     ``train_data`` (and ``validation_data``) is an ``(inputs, targets)`` pair of pytrees of
@@ -620,9 +684,10 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     training data (the same number of examples each) and the same validation data;
     ``batch_size`` is the global batch, shared out over the processes, and process 0 writes the
     checkpoint.
-    ``compute_dtype`` and ``loss_scale`` train in mixed precision (`make_train_step`); wrap a
-    block in `fnn.layers.remat` to recompute its activations in the backward pass instead of
-    storing them.
+    ``compute_dtype`` and ``loss_scale`` train in mixed precision, and ``microbatches=K`` runs
+    each batch as K independent slices that XLA can spread over CPU cores (`make_train_step`;
+    the batch size must be a multiple of K); wrap a block in `fnn.layers.remat` to recompute
+    its activations in the backward pass instead of storing them.
 
     With ``checkpoint_path`` the run is saved atomically at the end of every epoch and, with
     ``checkpoint_every=N``, after every N steps; ``resume=True`` continues from that file
@@ -653,6 +718,10 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
             raise ValueError("fit: `checkpoint_every` needs a `checkpoint_path` to save to.")
     if steps_per_call is not None:
         steps_per_call = check_int("fit", "steps_per_call", steps_per_call)
+    microbatches = check_int("fit", "microbatches", microbatches)
+    if min(size, n * processes) % microbatches:
+        raise ValueError(f"fit: `microbatches`={microbatches} must divide the batch size "
+                         f"{min(size, n * processes)} (`batch_size`={batch_size!r}).")
     if mesh is not None:
         mesh = parallel.check_mesh("fit", mesh)
     if early_stopping is not None and early_stopping.monitor.startswith("val_") and val is None:
@@ -698,7 +767,7 @@ def fit(model: Layer, params, state, train_data, *, loss, optimizer: Optimizer, 
     loop, zero_sums_of = _make_train_loop(model, loss, optimizer, metrics=metrics,
                                           penalty=penalty, augment=augment, gather=gather,
                                           mesh=mesh, compute_dtype=compute_dtype,
-                                          loss_scale=loss_scale)
+                                          loss_scale=loss_scale, microbatches=microbatches)
     batches_per_epoch = math.ceil(n / size)
     report = _Report(progress, epochs, batches_per_epoch, log)
     if steps_per_call is None:

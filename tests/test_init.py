@@ -108,6 +108,26 @@ def test_constant_initializers_accept_integer_dtypes():
     assert w.dtype == jnp.int32 and not w.any()
 
 
+def test_constants_called_eagerly_compile_nothing_and_jit_still_traces_them():
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        w = init.constant(0.5)(KEY, (13, 11, 7))  # a shape no other test uses
+        z = init.zeros()(KEY, (13, 11, 7), jnp.bfloat16)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert not compiles  # eager `jnp.full` compiles one program per shape and dtype
+    assert isinstance(w, jax.Array) and w.dtype == jnp.float32 and np.all(np.asarray(w) == 0.5)
+    assert z.dtype == jnp.bfloat16 and not np.asarray(z, np.float32).any()
+    traced = jax.jit(lambda key: init.ones()(key, (3, 2)))(KEY)
+    np.testing.assert_array_equal(traced, np.ones((3, 2), np.float32))
+
+
 # --------------------------------------------------------------------------------------------
 # Orthogonal.
 

@@ -15,6 +15,15 @@ KEY = jax.random.PRNGKey(0)
 RNG = np.random.default_rng(2)
 
 
+@pytest.fixture(autouse=True)
+def _same_draws_in_any_order():
+    """Each test draws its data from a fresh generator, so that its numbers do not depend on
+    which tests ran before it in the same process (pytest-xdist shares tests out differently
+    for different selections)."""
+    global RNG
+    RNG = np.random.default_rng(2)
+
+
 def np_batch_norm(x, gamma, beta, eps):
     axes = tuple(range(x.ndim - 1))
     mean, var = x.mean(axes), x.var(axes)

@@ -272,3 +272,65 @@ def test_per_step_weights_read_the_target_entry_of_a_dict_of_sequence_masks():
     np.testing.assert_array_equal(entry_weights(batch, (2,)), [1, 0])
     only_source = batch._replace(seq_mask={"source": source})
     np.testing.assert_array_equal(entry_weights(only_source, (2, 4)), [[1] * 4, [0] * 4])
+
+
+def test_microbatches_give_the_whole_batch_gradient_and_metrics(x64):
+    # float64: slices change only the order of the sums
+    model, params, state = _small_model()
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+    x, y = _classification_data(n=12)
+    mask = np.array([1.0] * 7 + [0.0] * 5)  # slices of 2, 3, 4, 6 rows hold 0 to 6 real ones
+    batch, key = Batch(x.astype(np.float64), y, mask), jax.random.PRNGKey(0)
+    optimizer = sgd(0.5)
+
+    def run(microbatches):
+        step = make_train_step(model, "softmax_cross_entropy", optimizer, microbatches=microbatches,
+                               penalty=lambda p: 0.1 * losses.l2_penalty(p), loss_scale=8.0)
+        return step(params, state, optimizer.init(params), batch, key)
+
+    whole = run(1)
+    assert 0 < float(whole[3]["accuracy"]) < 1
+    for microbatches in (2, 3, 4, 6, 12):
+        sliced = run(microbatches)
+        for a, b in zip(jax.tree_util.tree_leaves((whole[0], whole[3])),
+                        jax.tree_util.tree_leaves((sliced[0], sliced[3])), strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-14)
+
+
+def test_microbatches_give_batchnorm_one_update_per_slice():
+    from fnn.layers import BatchNorm
+    model = serial(Dense(4), BatchNorm(), Dense(3))
+    _, params, state = model.init(jax.random.PRNGKey(0), (None, 5))
+    x, y = _classification_data(n=8)
+    step = make_train_step(model, "softmax_cross_entropy", sgd(0.1), microbatches=2)
+    new_state = step(params, state, sgd(0.1).init(params), Batch(x, y), jax.random.PRNGKey(0))[1]
+    expected = state
+    for rows in (slice(0, None, 2), slice(1, None, 2)):  # the interleaved slices, in turn
+        expected = model.apply(params, expected, x[rows], train=True)[1]
+    for a, b in zip(jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(expected),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(new_state)[0]),
+                           np.asarray(jax.tree_util.tree_leaves(state)[0]))
+
+
+def test_fit_with_microbatches_trains_as_without():
+    data = _classification_data(n=100)  # 100 = 6 × 16 + 4: the padded last batch's slices differ
+    whole, sliced = _fit(data), _fit(data, microbatches=4)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(sliced.params),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sliced.history["loss"], whole.history["loss"], rtol=1e-5)
+
+
+def test_microbatches_that_do_not_divide_the_batch_are_named():
+    model, params, state = _small_model()
+    x, y = _classification_data(n=8)
+    with pytest.raises(ValueError, match="`microbatches` must be a positive integer; got 0"):
+        make_train_step(model, "softmax_cross_entropy", sgd(0.1), microbatches=0)
+    step = make_train_step(model, "softmax_cross_entropy", sgd(0.1), microbatches=3)
+    with pytest.raises(ValueError, match=r"a batch of 8 examples does not split into "
+                                         r"`microbatches`=3 equal slices"):
+        step(params, state, sgd(0.1).init(params), Batch(x, y), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"fit: `microbatches`=3 must divide the batch size 16"):
+        _fit(_classification_data(n=20), microbatches=3)

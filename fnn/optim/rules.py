@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.tree_util import tree_map
 
 from fnn.checks import check_in_range, check_nonnegative, check_real
+from fnn.init import filled
 from fnn.optim.base import (
     EmptyState, Optimizer, ScaleByLearningRateState, apply_updates, named_states, scalar_dtype)
 
@@ -34,7 +35,7 @@ def _check_like_params(owner: str, grads, state_tree):
 
 
 def _zeros_like(params):
-    return tree_map(jnp.zeros_like, params)
+    return tree_map(lambda p: filled(jnp.shape(p), 0, jnp.result_type(p), like=p), params)
 
 
 def _moving_average(decay: float, averages, values):
