@@ -130,8 +130,13 @@ def test_evaluate_matches_a_direct_computation():
     model, params, state = _small_model()
     x, y = _classification_data(n=37)
     got = evaluate(model, params, state, (x, y), loss="softmax_cross_entropy", batch_size=8)
-    logits, _ = model.apply(params, state, x)
-    assert got["loss"] == pytest.approx(float(losses.softmax_cross_entropy(logits, y).mean()), rel=1e-5)
+    # the network and the loss written out in NumPy
+    p = jax.tree_util.tree_map(np.asarray, params)
+    logits = np.maximum(x @ p["dense_0"]["w"] + p["dense_0"]["b"], 0) @ p["dense_1"]["w"] \
+        + p["dense_1"]["b"]
+    top = logits.max(-1, keepdims=True)
+    log_p = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    assert got["loss"] == pytest.approx(float(-log_p[np.arange(len(y)), y].mean()), rel=1e-5)
     assert got["accuracy"] == pytest.approx(float((logits.argmax(-1) == y).mean()))
 
 
@@ -279,7 +284,7 @@ def test_microbatches_give_the_whole_batch_gradient_and_metrics(x64):
     model, params, state = _small_model()
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
     x, y = _classification_data(n=12)
-    mask = np.array([1.0] * 7 + [0.0] * 5)  # slices of 2, 3, 4, 6 rows hold 0 to 6 real ones
+    mask = np.array([1.0, 0.0] * 5 + [0.0] * 2)  # 2 slices hold 5 and 0 real rows, 3 slices 2, 1, 2
     batch, key = Batch(x.astype(np.float64), y, mask), jax.random.PRNGKey(0)
     optimizer = sgd(0.5)
 
@@ -290,7 +295,7 @@ def test_microbatches_give_the_whole_batch_gradient_and_metrics(x64):
 
     whole = run(1)
     assert 0 < float(whole[3]["accuracy"]) < 1
-    for microbatches in (2, 3, 4, 6, 12):
+    for microbatches in (2, 3):
         sliced = run(microbatches)
         for a, b in zip(jax.tree_util.tree_leaves((whole[0], whole[3])),
                         jax.tree_util.tree_leaves((sliced[0], sliced[3])), strict=True):
@@ -305,8 +310,9 @@ def test_microbatches_give_batchnorm_one_update_per_slice():
     step = make_train_step(model, "softmax_cross_entropy", sgd(0.1), microbatches=2)
     new_state = step(params, state, sgd(0.1).init(params), Batch(x, y), jax.random.PRNGKey(0))[1]
     expected = state
+    apply = jax.jit(lambda p, s, x: model.apply(p, s, x, train=True)[1])
     for rows in (slice(0, None, 2), slice(1, None, 2)):  # the interleaved slices, in turn
-        expected = model.apply(params, expected, x[rows], train=True)[1]
+        expected = apply(params, expected, x[rows])
     for a, b in zip(jax.tree_util.tree_leaves(new_state), jax.tree_util.tree_leaves(expected),
                     strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
