@@ -45,6 +45,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Shape = Tuple[Optional[int], ...]
 Params = Any  # a nested dict of arrays
@@ -68,8 +69,12 @@ def row_mask(context: Optional[Context]):
 
 
 def sequence_mask(lengths, time: int, dtype=jnp.float32):
-    """``m[b, t] = 1 if t < lengths[b] else 0``: a (batch, time) mask from lengths (batch,)."""
-    return (jnp.arange(time)[None, :] < jnp.asarray(lengths)[:, None]).astype(dtype)
+    """``m[b, t] = 1 if t < lengths[b] else 0``: a (batch, time) mask from lengths (batch,).
+    Concrete lengths are turned into the mask by NumPy (no program compiled per shape)."""
+    if isinstance(lengths, jax.core.Tracer):
+        return (jnp.arange(time)[None, :] < lengths[:, None]).astype(dtype)
+    mask = np.arange(time)[None, :] < np.asarray(lengths)[:, None]
+    return jax.device_put(mask.astype(jax.dtypes.canonicalize_dtype(dtype)))
 
 
 def _accepts_context(apply: Callable) -> bool:
@@ -349,7 +354,8 @@ def init_shapes(layer: Layer, input_shape, key=None):
         out_shape.append(shape)
         return params, state
 
-    key = jax.random.PRNGKey(0) if key is None else key
+    if key is None:  # the shape of a key, not a key: making one would compile a program
+        key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
     params, state = jax.eval_shape(params_and_state, key)
     return out_shape[0], params, state
 

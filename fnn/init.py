@@ -250,16 +250,23 @@ def orthogonal(gain: float = 1.0) -> Initializer:
             raise ValueError(
                 f"{name}: needs a weight with at least 2 dimensions (n_in, n_out); got {shape}"
             )
-        rows, cols = math.prod(shape[:-1]), shape[-1]
-        compute_dtype = jnp.promote_types(dtype, jnp.float32)  # no QR in bf16/fp16
-        gaussian = jax.random.normal(key, (max(rows, cols), min(rows, cols)), compute_dtype)
-        q, r = jnp.linalg.qr(gaussian)
-        # Fixing the signs of diag(r) makes QR unique, so q is Haar-distributed.
-        q = q * jnp.sign(jnp.diagonal(r))[None, :]
-        matrix = q if rows >= cols else q.T
-        return (gain * matrix).reshape(shape).astype(dtype)
+        return _orthogonal_draw(key, shape, jnp.dtype(dtype), gain)
 
     return _random(name, draw)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _orthogonal_draw(key, shape, dtype, gain):
+    """`orthogonal`'s draw as one compiled program per shape and dtype (called eagerly, its
+    half-dozen operations would each compile one)."""
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    compute_dtype = jnp.promote_types(dtype, jnp.float32)  # no QR in bf16/fp16
+    gaussian = jax.random.normal(key, (max(rows, cols), min(rows, cols)), compute_dtype)
+    q, r = jnp.linalg.qr(gaussian)
+    # Fixing the signs of diag(r) makes QR unique, so q is Haar-distributed.
+    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    matrix = q if rows >= cols else q.T
+    return (gain * matrix).reshape(shape).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """fnn.activations against the course's formulas (COURSE.md §2–3 and §7), written in NumPy."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ from fnn.core import init_shapes
 
 # Points on both sides of 0 (0 itself excluded: kinks are tested on their own).
 Z = np.array([-6.0, -2.5, -1.0, -0.3, -1e-3, 1e-3, 0.2, 0.7, 1.5, 4.0])
+KEY = jax.random.PRNGKey(0)  # made once, outside x64: PRNGKey(0) under x64 compiles again
 
 
 def elementwise_grad(fn):
@@ -46,17 +49,29 @@ FORMULAS = [
 ]
 
 
-@pytest.mark.parametrize("fn,formula", [f[1:] for f in FORMULAS], ids=[f[0] for f in FORMULAS])
-def test_matches_formula(fn, formula, x64):
-    np.testing.assert_allclose(jax.jit(fn)(jnp.asarray(Z)), formula(Z), rtol=1e-12, atol=1e-14)
+@functools.lru_cache(maxsize=None)
+def every_function_on_z(x64_enabled):
+    """{name: fn(Z)} for every FORMULAS entry, in ONE jitted program (one compile, not one per
+    function); keyed by the x64 flag so a value is never reused across dtypes."""
+    return jax.device_get(jax.jit(lambda z: {name: fn(z) for name, fn, _ in FORMULAS})(Z))
+
+
+@pytest.mark.parametrize("name,formula", [(f[0], f[2]) for f in FORMULAS],
+                         ids=[f[0] for f in FORMULAS])
+def test_matches_formula(name, formula, x64):
+    np.testing.assert_allclose(every_function_on_z(jax.config.jax_enable_x64)[name], formula(Z),
+                               rtol=1e-12, atol=1e-14)
 
 
 def test_binary_step_at_zero_and_range():
     """y = 1 if z > θ(=0) else 0 (McCulloch–Pitts); bipolar gives −1 instead of 0."""
-    z = jnp.array([-1.0, 0.0, 1.0])
-    np.testing.assert_array_equal(act.binary_step(z), [0.0, 0.0, 1.0])
-    np.testing.assert_array_equal(act.binary_step(z, bipolar=True), [-1.0, -1.0, 1.0])
-    assert act.binary_step(jnp.array([1, -2])).dtype == jnp.float32  # integer inputs give floats
+    z = np.array([-1.0, 0.0, 1.0], np.float32)
+    unipolar, bipolar, from_integers = jax.jit(lambda z, n: (  # one program
+        act.binary_step(z), act.binary_step(z, bipolar=True), act.binary_step(n)))(
+            z, np.array([1, -2], np.int32))
+    np.testing.assert_array_equal(unipolar, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(bipolar, [-1.0, -1.0, 1.0])
+    assert from_integers.dtype == jnp.float32  # integer inputs give floats
 
 
 # --- derivatives ---------------------------------------------------------------------------
@@ -98,16 +113,24 @@ def test_arctan_derivative(x64):
 
 def test_relu_family_derivatives(x64):
     """Slopes 1 for z > 0 and 0 / α / learned α for z < 0."""
-    z = jnp.asarray(Z)
-    np.testing.assert_array_equal(elementwise_grad(act.relu)(z), (Z > 0).astype(float))
-    assert elementwise_grad(act.relu)(jnp.zeros(3)).tolist() == [0.0, 0.0, 0.0]  # f'(0) = 0
-    assert np.isnan(act.relu(jnp.asarray([np.nan]))).all()  # a NaN stays visible
-    np.testing.assert_allclose(
-        elementwise_grad(lambda z: act.leaky_relu(z, alpha=0.1))(z), np.where(Z > 0, 1.0, 0.1))
-    np.testing.assert_allclose(
-        elementwise_grad(lambda z: act.prelu(z, 0.3))(z), np.where(Z > 0, 1.0, 0.3))
-    # PReLU's slope is learned: ∂f/∂α = z for z < 0, else 0
-    d_alpha = jax.vmap(jax.grad(lambda a, z: act.prelu(z, a)), in_axes=(None, 0))(0.3, z)
+    def slope(fn):
+        return jax.vmap(jax.grad(fn))
+
+    @jax.jit  # every derivative in one program: one compile instead of one per eager op
+    def slopes(z, zeros, nan):
+        return (slope(act.relu)(z), slope(act.relu)(zeros), act.relu(nan),
+                slope(lambda z: act.leaky_relu(z, alpha=0.1))(z),
+                slope(lambda z: act.prelu(z, 0.3))(z),
+                # PReLU's slope is learned: ∂f/∂α = z for z < 0, else 0
+                jax.vmap(jax.grad(lambda a, z: act.prelu(z, a)), in_axes=(None, 0))(0.3, z))
+
+    relu, relu_at_0, relu_of_nan, leaky, prelu, d_alpha = jax.device_get(
+        slopes(Z, np.zeros(3), np.array([np.nan])))
+    np.testing.assert_array_equal(relu, (Z > 0).astype(float))
+    assert relu_at_0.tolist() == [0.0, 0.0, 0.0]  # f'(0) = 0
+    assert np.isnan(relu_of_nan).all()  # a NaN stays visible
+    np.testing.assert_allclose(leaky, np.where(Z > 0, 1.0, 0.1))
+    np.testing.assert_allclose(prelu, np.where(Z > 0, 1.0, 0.3))
     np.testing.assert_allclose(d_alpha, np.where(Z < 0, Z, 0.0))
 
 
@@ -162,7 +185,7 @@ def test_softmax_formula_and_sum(x64):
     np.testing.assert_allclose(s.sum(axis=1), 1.0, rtol=1e-12)
     log_expected = a - a.max(axis=1, keepdims=True) - np.log(e.sum(axis=1, keepdims=True))
     np.testing.assert_allclose(log_s, log_expected, rtol=1e-12)
-    assert int(jnp.argmax(s[0])) == 1  # prediction = argmax
+    assert int(np.argmax(s[0])) == 1  # prediction = argmax
 
 
 def test_softmax_axis(x64):
@@ -198,7 +221,7 @@ def test_maxout_function(x64):
 
 def test_maxout_needs_a_multiple_of_pieces():
     with pytest.raises(ValueError, match=r"maxout: axis 1 has 5 units, not a multiple of pieces=2"):
-        act.maxout(jnp.ones((2, 5)), 2)
+        act.maxout(np.ones((2, 5), np.float32), 2)
 
 
 def test_maxout_layer_is_max_of_affine_pieces(x64):
@@ -235,21 +258,34 @@ LAYER_TWINS = [
 ]
 
 
-@pytest.mark.parametrize("layer,formula", LAYER_TWINS, ids=[t[0].name for t in LAYER_TWINS])
-def test_activation_layers_apply_their_function(layer, formula, x64):
-    z = np.random.default_rng(0).normal(size=(3, 4))
-    out_shape, params, state = layer.init(jax.random.PRNGKey(0), (None, 4))
+TWIN_Z = np.random.default_rng(0).normal(size=(3, 4))
+
+
+@functools.lru_cache(maxsize=None)
+def every_twin_on_z(x64_enabled):
+    """[layer.apply(its init params, TWIN_Z) for each of LAYER_TWINS], in ONE jitted program;
+    keyed by the x64 flag so a value is never reused across dtypes."""
+    variables = [layer.init(KEY, (None, 4))[1:] for layer, _ in LAYER_TWINS]
+    return jax.device_get(jax.jit(lambda variables, z: [
+        layer.apply(params, state, z)[0]
+        for (layer, _), (params, state) in zip(LAYER_TWINS, variables)])(variables, TWIN_Z))
+
+
+@pytest.mark.parametrize("index", range(len(LAYER_TWINS)), ids=[t[0].name for t in LAYER_TWINS])
+def test_activation_layers_apply_their_function(index, x64):
+    layer, formula = LAYER_TWINS[index]
+    out_shape, params, state = layer.init(KEY, (None, 4))
     assert out_shape == (None, 4) and state == {}
-    y, _ = jax.jit(layer.apply)(params, state, z)
-    np.testing.assert_allclose(y, formula(z), rtol=1e-6, atol=1e-7)
+    y = every_twin_on_z(jax.config.jax_enable_x64)[index]
+    np.testing.assert_allclose(y, formula(TWIN_Z), rtol=1e-6, atol=1e-7)
 
 
 def test_prelu_learns_one_slope_per_feature(x64):
     layer = layers.PReLU()
-    _, params, _ = layer.init(jax.random.PRNGKey(0), (None, 2, 3))
+    _, params, _ = layer.init(KEY, (None, 2, 3))
     assert jax.tree_util.tree_map(jnp.shape, params) == {"alpha": (3,)}
-    alpha = jnp.array([0.1, 0.2, 0.3])
-    x = -jnp.ones((4, 2, 3))
+    alpha = np.array([0.1, 0.2, 0.3])
+    x = -np.ones((4, 2, 3))
     y, _ = jax.jit(layer.apply)({"alpha": alpha}, {}, x)
     np.testing.assert_allclose(y, -np.broadcast_to(alpha, (4, 2, 3)))
 

@@ -10,7 +10,8 @@ from fnn.data import augment as aug
 # The augmentations come jitted; the checks below run in NumPy (each eager jnp op on their
 # outputs would compile a program of its own).
 KEY = jax.random.PRNGKey(0)
-IMAGES = jnp.asarray(np.random.default_rng(1).uniform(size=(6, 9, 9, 2)), jnp.float32)  # NHWC
+IMAGES = jax.device_put(  # NHWC; made in NumPy: a device_put compiles nothing
+    np.random.default_rng(1).uniform(size=(6, 9, 9, 2)).astype(np.float32))
 AUGMENTATIONS = {
     "shift": aug.random_shift(2),
     "noise": aug.gaussian_noise(0.1),
@@ -204,12 +205,12 @@ def test_errors_name_the_function_and_argument():
     shift = aug.random_shift(2)
     with pytest.raises(ValueError, match=r"random_shift expects images of shape \(N, H, W\) or "
                                          r"\(N, H, W, C\); got \(9, 9\)"):
-        shift(KEY, jnp.zeros((9, 9)))
+        shift(KEY, np.zeros((9, 9), np.float32))  # NumPy inputs: no eager compile
     with pytest.raises(TypeError, match=r"rotate expects float images; got uint8.*as_float"):
-        aug.rotate(jnp.zeros((2, 9, 9), jnp.uint8), 10.0)
+        aug.rotate(np.zeros((2, 9, 9), np.uint8), 10.0)
     with pytest.raises(ValueError, match=r"translate: `shifts` must have shape \(2,\) \(one for "
                                          r"all\) or \(6, 2\) \(one per example\); got \(6,\)"):
-        aug.translate(IMAGES, jnp.zeros(6, jnp.int32))
+        aug.translate(IMAGES, np.zeros(6, np.int32))
     with pytest.raises(ValueError, match=r"random_shift: `max_shift` must be an integer >= 0; "
                                          r"got 1.5"):
         aug.random_shift(1.5)

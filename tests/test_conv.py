@@ -76,14 +76,14 @@ def np_conv_transpose(x, w, b, strides, pads, dilation, output_padding):
 def random_params(layer, input_shape, dtype=np.float32):
     """Params of the shapes ``layer.init`` gives, drawn by NumPy: `init_shapes` computes
     nothing, which spares a compilation of the random initializers for every kernel shape."""
-    _, params, state = init_shapes(layer, input_shape)
+    _, params, state = init_shapes(layer, input_shape, KEY)  # KEY: no PRNGKey compile under x64
     params = jax.tree_util.tree_map(lambda a: RNG.normal(size=a.shape).astype(dtype), params)
     return params, state
 
 
 def run(layer, x):
     params, state = random_params(layer, x.shape)
-    y, _ = jax.jit(layer.apply)(params, state, jnp.asarray(x, jnp.float32))
+    y, _ = jax.jit(layer.apply)(params, state, np.asarray(x, np.float32))
     return np.asarray(y), params
 
 
@@ -149,7 +149,7 @@ def test_true_convolution_rotates_the_kernel():
     corr = Conv2D(1, (2, 3), use_bias=False)
     y_conv, y_corr = np.asarray(jax.jit(lambda w, x: [  # one program, not one per op
         layer.apply({"w": w}, {}, x)[0] for layer in (conv, corr)])(
-            jnp.asarray(w, jnp.float32), jnp.asarray(x, jnp.float32)))
+            np.asarray(w, np.float32), np.asarray(x, np.float32)))
     expected = np.zeros((1, 4, 4, 1))
     for i, j, k, kk in itertools.product(range(4), range(4), range(2), range(3)):
         expected[0, i, j, 0] += x[0, i + 1 - k, j + 2 - kk, 0] * w[k, kk, 0, 0]
@@ -165,8 +165,8 @@ def test_edge_detection_kernel_of_the_course():
     w[1, 1] = 8.0
     image = np.zeros((1, 5, 6, 1))
     image[:, :, 3:] = 1.0
-    y, _ = jax.jit(Conv2D(1, 3, use_bias=False).apply)({"w": jnp.asarray(w, jnp.float32)}, {},
-                                                       jnp.asarray(image, jnp.float32))
+    y, _ = jax.jit(Conv2D(1, 3, use_bias=False).apply)({"w": np.asarray(w, np.float32)}, {},
+                                                       np.asarray(image, np.float32))
     y = np.asarray(y)[0, :, :, 0]
     np.testing.assert_allclose(y[:, 0], 0.0)  # inside the flat dark region
     np.testing.assert_allclose(y[:, 1], -3.0)  # left of the edge: −(3 bright neighbours)
@@ -260,9 +260,9 @@ def test_conv_transpose_is_the_adjoint_of_conv(n, kernel, strides, padding):
     explicit = [pads, pads]
     convT = Conv2DTranspose(c, kernel, strides=strides, padding=explicit, output_padding=op,
                             use_bias=False)
-    w = jnp.asarray(RNG.normal(size=(kernel, kernel, f, c)), jnp.float32)
-    x = jnp.asarray(RNG.normal(size=(1, n, n, c)), jnp.float32)
-    y = jnp.asarray(RNG.normal(size=(1, m, m, f)), jnp.float32)
+    w = np.asarray(RNG.normal(size=(kernel, kernel, f, c)), np.float32)
+    x = np.asarray(RNG.normal(size=(1, n, n, c)), np.float32)
+    y = np.asarray(RNG.normal(size=(1, m, m, f)), np.float32)
 
     @jax.jit  # one program (eager, every op compiles on its own)
     def both_sides(w, x, y):
@@ -330,8 +330,8 @@ def test_course_manual_backprop_matches_grad():
         y, _ = layer.apply({"w": w_}, {}, x_)
         return jnp.sum(y * delta)
 
-    gw, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(w, jnp.float32),
-                                                     jnp.asarray(x, jnp.float32))
+    gw, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(np.asarray(w, np.float32),
+                                                     np.asarray(x, np.float32))
     rotated = np.swapaxes(w[::-1, ::-1], -1, -2)  # (3, 2, F=3, C=2)
     dx = np_conv(delta, rotated, None, (1, 1), [(2, 2), (1, 1)], (1, 1))
     dw = np.zeros_like(w)
@@ -373,7 +373,7 @@ def test_impossible_combinations_are_layer_errors_naming_the_numbers():
     layer = Conv2D(4, 3)
     params, state = random_params(layer, (1, 5, 5, 2))
     with pytest.raises(LayerError, match=r"with 2 channels; got \(1, 5, 5, 3\)"):
-        layer.apply(params, state, jnp.zeros((1, 5, 5, 3)))
+        layer.apply(params, state, np.zeros((1, 5, 5, 3), np.float32))
 
 
 def test_kinds_and_he_fans_for_hwio():

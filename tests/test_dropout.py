@@ -16,9 +16,11 @@ from fnn.layers import Dense, DropConnect, Dropout, serial
 # Results are inspected with NumPy: each eager jnp op on them would compile a program of its own
 # (the layers' own eager ops are shared by the tests, which all use a few shapes).
 KEY = jax.random.PRNGKey(0)
-X = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
+# Inputs are made in NumPy and device_put (no compile); X is a jax.Array (eval mode returns it).
+X = jax.device_put(np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32))
 N = 5000  # copies of X, or keys
-COPIES = jnp.tile(X, (N, 1))  # (N·4, 6)
+COPIES = jax.device_put(np.tile(np.asarray(X), (N, 1)))  # (N·4, 6)
+ONES = np.ones(COPIES.shape, np.float32)
 KEYS = jax.random.split(jax.random.PRNGKey(2), N)
 
 
@@ -52,7 +54,7 @@ def test_same_key_same_mask_other_key_other_mask():
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
 def test_fraction_dropped_is_the_rate(rate):
-    y = train_output(Dropout(rate), {}, {}, jnp.ones_like(COPIES))
+    y = train_output(Dropout(rate), {}, {}, ONES)
     n, dropped = y.size, float(np.mean(y == 0))
     assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / n)
     np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-6)  # kept units: x / (1 − p)
@@ -63,7 +65,7 @@ def test_expected_train_output_is_the_eval_output(mode):
     rate = 0.3
     layer = Dropout(rate, mode=mode)
     y_eval, _ = layer.apply({}, {}, X)  # no key needed in eval mode
-    expected = X if mode == "inverted" else (1 - rate) * X
+    expected = X if mode == "inverted" else (1 - rate) * np.asarray(X)
     chex.assert_trees_all_close(y_eval, expected, rtol=1e-6)
     mean = mean_train_output(layer, {}, {})
     spread = np.abs(X) * np.sqrt(rate * (1 - rate)) / (1 - rate if mode == "inverted" else 1)
@@ -86,7 +88,7 @@ def test_rate_zero_is_the_identity_and_needs_no_key():
 def test_gradients_flow_only_through_kept_units(mode, scale):
     layer = Dropout(0.4, mode=mode)
     y = train_output(layer, {}, {}, X)
-    grad = jax.grad(lambda x: layer.apply({}, {}, x, key=KEY, train=True)[0].sum())(X)
+    grad = jax.jit(jax.grad(lambda x: layer.apply({}, {}, x, key=KEY, train=True)[0].sum()))(X)
     kept = y != 0
     assert 0 < kept.sum() < kept.size
     np.testing.assert_allclose(grad, np.where(kept, scale, 0.0), rtol=1e-6)
@@ -111,7 +113,8 @@ def test_dtype_preserved(x64):
 
 
 def test_broadcast_axes_share_the_mask():
-    x = jnp.ones((8, 5, 6))  # (batch, time, features): the same features dropped at every step
+    # (batch, time, features): the same features dropped at every step
+    x = np.ones((8, 5, 6), np.float32)
     y = train_output(Dropout(0.5, broadcast_axes=(1,)), {}, {}, x)
     chex.assert_trees_all_equal(y, np.broadcast_to(y[:, :1], y.shape))
     assert not np.all(y[:, 0] == y[:1, 0])  # but not across examples
@@ -121,7 +124,7 @@ def test_broadcast_axes_share_the_mask():
 def test_inside_a_model_children_get_their_own_keys():
     model = serial(Dropout(0.5), Dropout(0.5))
     y = train_output(model, {"dropout_0": {}, "dropout_1": {}}, {"dropout_0": {}, "dropout_1": {}},
-                     jnp.ones_like(COPIES))
+                     ONES)
     # independent masks drop 1 − (1/2)² = 3/4; one mask used twice would drop 1/2
     assert abs(float(np.mean(y == 0)) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / y.size)
 
@@ -131,7 +134,7 @@ def test_missing_key_in_train_mode():
     params, state = build(model)
     with pytest.raises(LayerError, match=r"Dropout\(0\.5\) in `dropout_0` needs a key in train "
                                          r"mode: pass `key=` to apply"):
-        model.apply(params, state, X, train=True)
+        jax.jit(lambda p, s, x: model.apply(p, s, x, train=True))(params, state, X)
 
 
 @pytest.mark.parametrize("rate", [1.0, -0.1, 1.5, True, "0.5", None])
@@ -182,7 +185,7 @@ def test_dropconnect_drops_weights_not_units(per_example):
     rate, n_in = 0.5, 6
     layer = DropConnect(3, rate, per_example=per_example)
     params, state = build(layer)
-    x = jnp.tile(jnp.eye(n_in), (2, 1))  # every basis vector twice
+    x = np.tile(np.eye(n_in, dtype=np.float32), (2, 1))  # every basis vector twice
     z = train_output(layer, params, state, x)
     masked = (z - np.asarray(params["b"])[None]).reshape(2, n_in, 3)  # (n_in, units) per copy
     w = np.asarray(params["w"])[None]
@@ -194,9 +197,15 @@ def test_dropconnect_drops_weights_not_units(per_example):
 def test_dropconnect_gradients_reach_only_kept_weights():
     layer = DropConnect(3, 0.5)
     params, state = build(layer)
-    x = jnp.eye(6)
-    grads = jax.grad(lambda p: layer.apply(p, state, x, key=KEY, train=True)[0].sum())(params)
-    z = train_output(layer, params, state, x)
+    x = np.eye(6, dtype=np.float32)
+
+    @jax.jit  # one program: eager, every op of the gradient compiles on its own
+    def gradient_and_output(p):
+        def output(p):
+            return layer.apply(p, state, x, key=KEY, train=True)[0]
+        return jax.grad(lambda p: output(p).sum())(p), output(p)
+
+    grads, z = jax.device_get(gradient_and_output(params))
     # row i of z − b is row i of the masked weights
     kept = (z - np.asarray(params["b"])[None]) != 0
     np.testing.assert_allclose(grads["w"], np.where(kept, 2.0, 0.0), rtol=1e-6)
@@ -208,7 +217,7 @@ def test_dropconnect_jit_and_options():
     params, state = build(layer, (None, 4, 6))  # on sequences too, as Dense
     assert set(params) == {"w"}
     apply = jax.jit(layer.apply, static_argnames="train")
-    x = jnp.ones((2, 4, 6))
+    x = np.ones((2, 4, 6), np.float32)
     chex.assert_trees_all_close(apply(params, state, x, key=KEY, train=True),
                                 layer.apply(params, state, x, key=KEY, train=True))
 
@@ -218,7 +227,7 @@ def test_dropconnect_errors_name_the_layer():
     params, state = build(layer)
     with pytest.raises(LayerError, match=r"DropConnect\(3, 0\.5\) expects inputs of shape "
                                          r"\(batch, 6\); got \(4, 5\)"):
-        layer.apply(params, state, jnp.ones((4, 5)), key=KEY, train=True)
+        layer.apply(params, state, np.ones((4, 5), np.float32), key=KEY, train=True)
     with pytest.raises(LayerError, match=r"DropConnect\(3, 0\.5\) expects inputs of shape "
                                          r"\(batch, features\); got \(6,\)"):
         layer.init(KEY, (6,))

@@ -178,7 +178,7 @@ def test_dtype_respected(name):
     assert jax.eval_shape(lambda key: initializer(key, SMALL), KEY).dtype == jnp.float32
     w = initializer(KEY, SMALL, jnp.bfloat16)
     assert w.dtype == jnp.bfloat16 and w.shape == SMALL
-    assert jnp.all(jnp.isfinite(w))
+    assert np.isfinite(np.asarray(w, np.float32)).all()  # NumPy: no eager program to compile
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)

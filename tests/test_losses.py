@@ -136,11 +136,24 @@ def values_and_gradient(loss, predictions, targets):
 # Values.
 
 
+def reference_case_inputs(name, shape):
+    return CASES[name][2](np.random.default_rng(0), shape)
+
+
+@functools.lru_cache(maxsize=None)
+def every_case_value(x64_enabled):
+    """Every loss on every shape of CASE_SHAPES, in ONE jitted program (one compile instead of
+    one per case); keyed by the x64 flag so a value is never reused across dtypes."""
+    inputs = {case: reference_case_inputs(*case) for case in CASE_SHAPES}
+    return jax.device_get(jax.jit(lambda inputs: {
+        case: CASES[case[0]][0](*inputs[case]) for case in CASE_SHAPES})(inputs))
+
+
 @pytest.mark.parametrize("name, shape", CASE_SHAPES)
 def test_matches_numpy_reference(name, shape, x64):
-    loss, reference, make_inputs, _ = CASES[name]
-    predictions, targets = make_inputs(np.random.default_rng(0), shape)
-    values = jax.jit(loss)(predictions, targets)  # eager calls: see JitTest
+    _, reference, _, _ = CASES[name]
+    predictions, targets = reference_case_inputs(name, shape)
+    values = every_case_value(jax.config.jax_enable_x64)[name, shape]  # eager: see JitTest
     assert values.shape == (shape[0],) and values.dtype == jnp.float64
     np.testing.assert_allclose(values, reference(predictions, targets), rtol=1e-12, atol=1e-12)
 
@@ -161,8 +174,8 @@ def test_binary_losses_agree_on_probabilities_and_logits(x64):
 
 @pytest.mark.parametrize("negative_label", [0, -1, False])
 def test_hinge_accepts_binary_and_bipolar_labels(negative_label):
-    scores = jnp.array([0.5, -2.0, 0.3, 3.0])
-    labels = jnp.array([negative_label, True, True, negative_label])
+    scores = np.array([0.5, -2.0, 0.3, 3.0], np.float32)  # NumPy inputs: no eager compile
+    labels = np.array([negative_label, True, True, negative_label])
     # per-example: max(0, 1 − t·s) with t = −1, +1, +1, −1
     np.testing.assert_allclose(jax.jit(losses.hinge)(scores, labels), [1.5, 3.0, 0.7, 4.0],
                                rtol=1e-6)
@@ -173,9 +186,9 @@ def test_integer_labels_equal_one_hot_targets(name):
     loss = CASES[name][0]
     rng = np.random.default_rng(2)
     shape = (2, 4, 6)  # (batch, time, classes)
-    logits = jnp.asarray(rng.normal(size=shape), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, shape[-1], shape[:-1]))
-    one_hot = jax.nn.one_hot(labels, shape[-1])
+    logits = rng.normal(size=shape).astype(np.float32)
+    labels = rng.integers(0, shape[-1], shape[:-1]).astype(np.int32)
+    one_hot = np.eye(shape[-1], dtype=np.float32)[labels]
     values, gradients = values_and_gradient(loss, logits, labels)
     one_hot_values, one_hot_gradients = values_and_gradient(loss, logits, one_hot)
     np.testing.assert_allclose(values, one_hot_values, rtol=1e-6)
@@ -188,8 +201,8 @@ def test_padding_label_gives_zero_and_other_out_of_range_labels_nan(loss):
     """One convention for the class losses: −1 pads (0, no gradient), as does an all-zero
     one-hot row; a label >= C or < −1 is NaN, never a silent 0 (it was 0 for softmax
     cross-entropy and 3.0 for categorical_hinge with −1)."""
-    scores = jnp.array([[2.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0],
-                        [1.0, 0.0, 0.0, 0.0]])
+    scores = np.array([[2.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0],
+                       [1.0, 0.0, 0.0, 0.0]], np.float32)
 
     @jax.jit  # every call in one program: one compile instead of one per eager op
     def outputs(scores):
@@ -200,7 +213,8 @@ def test_padding_label_gives_zero_and_other_out_of_range_labels_nan(loss):
                 loss(scores[None], jnp.array([[-1, 1, 2, 0]])),
                 loss(scores[1:], jnp.array([1, 2, 0])).sum(keepdims=True))
 
-    values, third_alone, all_zero_row, gradient, per_step, unpadded = outputs(scores)
+    values, third_alone, all_zero_row, gradient, per_step, unpadded = jax.device_get(
+        outputs(scores))  # NumPy results: the comparisons below compile nothing
     assert values[0] == 0.0 and np.isnan(values[1]) and np.isnan(values[3])
     assert np.isfinite(values[2]) and values[2] == third_alone[0]
     np.testing.assert_array_equal(all_zero_row, [0.0])
@@ -209,7 +223,7 @@ def test_padding_label_gives_zero_and_other_out_of_range_labels_nan(loss):
 
 
 def test_binary_cross_entropy_eps_clips_probabilities(x64):
-    probs, targets = jnp.array([0.0, 1.0]), jnp.array([1.0, 0.0])
+    probs, targets = np.array([0.0, 1.0]), np.array([1.0, 0.0])
     values = jax.jit(functools.partial(losses.binary_cross_entropy, eps=1e-3))(probs, targets)
     np.testing.assert_allclose(values, [-np.log(1e-3)] * 2, rtol=1e-12)
 
@@ -219,8 +233,8 @@ def test_binary_cross_entropy_eps_clips_probabilities(x64):
 
 
 def test_sigmoid_binary_cross_entropy_is_stable():
-    logits = jnp.array([-1000.0, -1000.0, 1000.0, 1000.0, 0.0])
-    targets = jnp.array([0.0, 1.0, 0.0, 1.0, 0.25])
+    logits = np.array([-1000.0, -1000.0, 1000.0, 1000.0, 0.0], np.float32)
+    targets = np.array([0.0, 1.0, 0.0, 1.0, 0.25], np.float32)
     values, gradient = values_and_gradient(losses.sigmoid_binary_cross_entropy, logits, targets)
     np.testing.assert_allclose(values, [0.0, 1000.0, 1000.0, 0.0, np.log(2.0)], rtol=1e-6)
     # sigmoid(z) − y, exactly 0.5 − y at z = 0 (where |z| has no derivative).
@@ -229,15 +243,16 @@ def test_sigmoid_binary_cross_entropy_is_stable():
 
 @pytest.mark.parametrize("label, value", [(0, 0.0), (1, 2000.0), (2, 1000.0)])
 def test_softmax_cross_entropy_is_stable(label, value):
-    logits = jnp.array([[1000.0, -1000.0, 0.0]])
-    labels = jnp.array([label])
+    logits = np.array([[1000.0, -1000.0, 0.0]], np.float32)
+    labels = np.array([label], np.int32)
     values, gradient = values_and_gradient(losses.softmax_cross_entropy, logits, labels)
     np.testing.assert_allclose(values, [value], rtol=1e-6)
     np.testing.assert_allclose(gradient, [[1.0, 0.0, 0.0]] - np.eye(3)[[label]], atol=1e-6)
 
 
 def test_binary_cross_entropy_is_finite_at_zero_and_one():
-    probs, targets = jnp.array([0.0, 1.0, 0.0, 1.0]), jnp.array([1.0, 0.0, 0.0, 1.0])
+    probs = np.array([0.0, 1.0, 0.0, 1.0], np.float32)
+    targets = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
     values, gradient = values_and_gradient(losses.binary_cross_entropy, probs, targets)
     assert np.all(np.isfinite(gradient))
     largest = -np.log(np.finfo(np.float32).eps)  # −ln(eps), with the default eps
@@ -266,13 +281,12 @@ def test_gradient_matches_finite_differences(name, x64):
     predictions, targets = make_inputs(rng, shapes[-1])
     weights = rng.uniform(0.5, 2.0, shapes[-1][0])  # a different weight per example
 
-    @jax.jit
-    def total(x):
-        return jnp.sum(weights * loss(x, targets))
+    # the weighted total and its gradient in one program (one compile, used for both)
+    total_and_gradient = jax.jit(jax.value_and_grad(lambda x: jnp.sum(weights * loss(x, targets))))
 
     # With this fixed seed no hinge margin lies within a step of its kink.
-    analytic = jax.jit(jax.grad(total))(predictions)
-    numeric = central_differences(lambda x: float(total(jnp.asarray(x))), predictions)
+    analytic = total_and_gradient(predictions)[1]
+    numeric = central_differences(lambda x: float(total_and_gradient(x)[0]), predictions)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
@@ -306,7 +320,7 @@ def test_one_independent_value_per_example(batch, trailing, name, seed):
     if shapes is CLASS_SHAPES:
         trailing = trailing + (3,)  # a class axis
     predictions, targets = (
-        jnp.asarray(x, jnp.float32)
+        np.asarray(x, np.float32)
         for x in make_inputs(np.random.default_rng(seed), (batch, *trailing))
     )
     # Example i's value depends on example i only: compare with batches of one (both in one
@@ -318,12 +332,21 @@ def test_one_independent_value_per_example(batch, trailing, name, seed):
     np.testing.assert_allclose(values, alone, rtol=1e-6)
 
 
+@functools.lru_cache(maxsize=None)
+def every_loss_on_bfloat16(x64_enabled):
+    """{name: loss(bfloat16 predictions, float32 targets)} for every loss, in ONE jitted program;
+    keyed by the x64 flag."""
+    inputs = {}
+    for name, (_, _, make_inputs, shapes) in CASES.items():
+        predictions, targets = make_inputs(np.random.default_rng(6), shapes[0])
+        inputs[name] = np.asarray(predictions, jnp.bfloat16), np.asarray(targets, np.float32)
+    return jax.device_get(jax.jit(lambda inputs: {
+        name: CASES[name][0](*inputs[name]) for name in CASES})(inputs))
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_dtype_follows_the_predictions(name):
-    loss, _, make_inputs, shapes = CASES[name]
-    predictions, targets = make_inputs(np.random.default_rng(6), shapes[0])
-    predictions, targets = jnp.asarray(predictions, jnp.bfloat16), jnp.asarray(targets, jnp.float32)
-    values = jax.jit(loss)(predictions, targets)
+    values = every_loss_on_bfloat16(jax.config.jax_enable_x64)[name]
     assert values.dtype == jnp.bfloat16
 
 
@@ -354,10 +377,10 @@ def test_shape_mismatch_is_an_error_not_a_broadcast(name):
         rf"\(nothing is broadcast\); got {prediction_name} \(4, 1\) and {target_name} \(4,\)\. "
         rf"Reshape {target_name} to \(4, 1\)\.",
     ):
-        loss(jnp.zeros((4, 1)), jnp.zeros(4))
+        loss(np.zeros((4, 1), np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match=rf"got {prediction_name} \(4, 2\) and {target_name} "
                                          r"\(4, 3\)\.$"):  # no reshape hint when sizes differ
-        loss(jnp.zeros((4, 2)), jnp.zeros((4, 3)))
+        loss(np.zeros((4, 2), np.float32), np.zeros((4, 3), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -365,30 +388,30 @@ def test_shape_mismatch_is_an_error_not_a_broadcast(name):
 )
 def test_class_label_errors(name, logits_name):
     loss = CASES[name][0]
-    logits = jnp.zeros((8, 10))
+    logits = np.zeros((8, 10), np.float32)
     with pytest.raises(
         ValueError,
         match=rf"{name}: for {logits_name} \(8, 10\), integer class labels must have shape "
         r"\(8,\); got labels \(8, 10\) of dtype int32\. Pass class indices as integers "
         r"of shape \(8,\), or per-class targets as floats of shape \(8, 10\)\.",
     ):
-        loss(logits, jnp.zeros((8, 10), jnp.int32))
+        loss(logits, np.zeros((8, 10), np.int32))
     with pytest.raises(
         ValueError,
         match=rf"{name}: for {logits_name} \(8, 10\), floating \(one-hot or probability\) "
         r"targets must have shape \(8, 10\); got labels \(8,\) of dtype float32",
     ):
-        loss(logits, jnp.zeros(8))
+        loss(logits, np.zeros(8, np.float32))
     with pytest.raises(
         ValueError,
         match=rf"{name}: {logits_name} must have shape \(batch, \.\.\., classes\); got \(8,\)",
     ):
-        loss(jnp.zeros(8), jnp.zeros(8, jnp.int32))
+        loss(np.zeros(8, np.float32), np.zeros(8, np.int32))
 
 
 def test_predictions_must_be_floating_and_batched():
     with pytest.raises(TypeError, match=r"hinge: scores must be floating point; got dtype int32"):
-        losses.hinge(jnp.ones(3, jnp.int32), jnp.ones(3))
+        losses.hinge(np.ones(3, np.int32), np.ones(3, np.float32))
     with pytest.raises(
         ValueError,
         match=r"mean_squared_error: predictions needs a leading batch axis; got a scalar",
@@ -489,13 +512,17 @@ def test_penalty_mask_by_predicate(x64):
 
 
 def test_penalty_mask_pytree_and_empty_mask():
-    params = {"a": {"w": jnp.array([1.0, -2.0])}, "b": jnp.array([3.0])}
-    assert float(losses.l1_penalty(params, {"a": {"w": False}, "b": True})) == 3.0
-    assert float(losses.l2_penalty(params, lambda path, leaf: False)) == 0.0
+    params = {"a": {"w": np.array([1.0, -2.0], np.float32)}, "b": np.array([3.0], np.float32)}
+    l1, l2 = jax.jit(lambda p: (  # masks are static: both penalties in one program
+        losses.l1_penalty(p, {"a": {"w": False}, "b": True}),
+        losses.l2_penalty(p, lambda path, leaf: False)))(params)
+    assert float(l1) == 3.0
+    assert float(l2) == 0.0
 
 
 def test_penalty_errors():
-    params = {"dense": {"w": jnp.ones(2), "b": jnp.ones(2)}}
+    ones = jax.device_put(np.ones(2, np.float32))  # a jax.Array without an eager compile
+    params = {"dense": {"w": ones, "b": ones}}
     with pytest.raises(
         ValueError,
         match=r"l2_penalty: mask\['dense'\] names \['kernel'\], which params\['dense'\] does "

@@ -50,11 +50,11 @@ def jitted_ratios(cm, zero_division):
 def every_ratio(cm, zero_division=0.0):
     """{average: {name: ratio}} for every per-class ratio and average, and the accuracy (one
     compiled program per shape of ``cm``)."""
-    return jitted_ratios(cm, float(zero_division))
+    return jax.device_get(jitted_ratios(cm, float(zero_division)))  # NumPy: indexing is free
 
 
 def hand_confusion():
-    return jitted_confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 3)
+    return jitted_confusion_matrix(np.array(LABELS), np.array(PREDICTIONS), 3)
 
 
 def test_confusion_matrix_and_counts_by_hand():
@@ -62,7 +62,9 @@ def test_confusion_matrix_and_counts_by_hand():
     assert cm.dtype == jnp.int32
     np.testing.assert_array_equal(cm, CONFUSION)
     np.testing.assert_array_equal(np.stack(jax.jit(metrics.counts)(cm)), [TP, FP, FN, TN])
-    np.testing.assert_array_equal(metrics.confusion_matrix(LABELS, PREDICTIONS, np.int64(3)), CONFUSION)
+    # Python lists and a NumPy integer count are accepted (one program: eagerly, each op compiles)
+    from_lists = jax.jit(lambda: metrics.confusion_matrix(LABELS, PREDICTIONS, np.int64(3)))()
+    np.testing.assert_array_equal(from_lists, CONFUSION)
 
 
 @pytest.mark.parametrize("metric, expected", PER_CLASS)
@@ -86,23 +88,24 @@ def test_accuracy_and_micro_averages_by_hand():
 
 def test_mask_and_out_of_range_ids_exclude_padded_rows():
     padding_labels, padding_predictions = [2, 1, 0, 1], [0, 0, 1, 2]
-    labels = jnp.array(LABELS + padding_labels + [-1, 5])
-    predictions = jnp.array(PREDICTIONS + padding_predictions + [0, 1])
-    mask = jnp.array([True] * len(LABELS) + [False] * len(padding_labels) + [True, True])
+    labels = np.array(LABELS + padding_labels + [-1, 5])
+    predictions = np.array(PREDICTIONS + padding_predictions + [0, 1])
+    mask = np.array([True] * len(LABELS) + [False] * len(padding_labels) + [True, True])
     np.testing.assert_array_equal(jitted_confusion_matrix(labels, predictions, 3, mask), CONFUSION)
     np.testing.assert_array_equal(
         jitted_confusion_matrix(labels, predictions, 3, mask.astype(jnp.int32)), CONFUSION)
 
 
 def test_sequences_are_counted_like_flat_batches():
-    labels, predictions = jnp.array(LABELS[:10]).reshape(2, 5), jnp.array(PREDICTIONS[:10]).reshape(2, 5)
+    labels = np.array(LABELS[:10]).reshape(2, 5)
+    predictions = np.array(PREDICTIONS[:10]).reshape(2, 5)
     flat = jitted_confusion_matrix(labels.ravel(), predictions.ravel(), 3)
     np.testing.assert_array_equal(jitted_confusion_matrix(labels, predictions, 3), flat)
 
 
 def test_jit_matches_eager():
-    labels, predictions = jnp.array(LABELS), jnp.array(PREDICTIONS)
-    mask = jnp.arange(len(LABELS)) % 4 != 0
+    labels, predictions = np.array(LABELS), np.array(PREDICTIONS)
+    mask = np.arange(len(LABELS)) % 4 != 0
 
     def evaluate(labels, predictions, mask):
         cm = metrics.confusion_matrix(labels, predictions, 3, mask)
@@ -115,7 +118,7 @@ def test_jit_matches_eager():
 
 def test_absent_class_is_zero_not_nan():
     # Class 3 never occurs and is never predicted: its ratios are 0/0.
-    cm = jitted_confusion_matrix(jnp.array(LABELS), jnp.array(PREDICTIONS), 4)
+    cm = jitted_confusion_matrix(np.array(LABELS), np.array(PREDICTIONS), 4)
     ratios, ratios_one = every_ratio(cm), every_ratio(cm, zero_division=1.0)
     for name, expected in [("precision", 0.0), ("recall", 0.0), ("f1", 0.0),
                            ("specificity", 1.0)]:  # TN / (TN + FP) = 11 / 11
@@ -124,14 +127,14 @@ def test_absent_class_is_zero_not_nan():
     # The macro average runs over all 4 classes, so the absent one pulls it down.
     np.testing.assert_allclose(ratios["macro"]["precision"], float(sum(PRECISION) / 4), rtol=1e-6)
 
-    empty = jnp.zeros((2, 2), jnp.int32)
+    empty = np.zeros((2, 2), np.int32)
     everything, everything_one = every_ratio(empty), every_ratio(empty, zero_division=1.0)
     assert all(np.isfinite(value).all() for value in jax.tree_util.tree_leaves(everything))
     assert everything["accuracy"] == 0.0 and everything_one["accuracy"] == 1.0
 
 
 def test_precision_of_a_class_never_predicted():
-    cm = jitted_confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 0, 0]), 2)
+    cm = jitted_confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 0]), 2)
     ratios = every_ratio(cm)["none"]
     np.testing.assert_allclose(ratios["precision"], [1 / 3, 0.0], rtol=1e-6)
     np.testing.assert_allclose(ratios["recall"], [1.0, 0.0])
@@ -144,16 +147,16 @@ def test_metrics_follow_the_float64_default(x64):
 
 
 def test_accuracy_from_logits():
-    logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
-    labels = jnp.array([0, 2, 2, 1])   # correct, wrong, correct, wrong
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
+    labels = np.array([0, 2, 2, 1])   # correct, wrong, correct, wrong
 
     @jax.jit
     def accuracies(logits, labels):
         return (metrics.accuracy_from_logits(logits, labels),
-                metrics.accuracy_from_logits(logits, labels, mask=jnp.array([1, 0, 1, 0])),
+                metrics.accuracy_from_logits(logits, labels, mask=np.array([1, 0, 1, 0])),
                 metrics.accuracy_from_logits(logits, labels, mask=jnp.zeros(4, bool)),
                 metrics.accuracy_from_logits(logits.reshape(2, 2, 3), labels.reshape(2, 2)),
-                metrics.accuracy_from_logits(logits, labels, jnp.array([1, 1, 1, 0])))
+                metrics.accuracy_from_logits(logits, labels, np.array([1, 1, 1, 0])))
 
     unmasked, masked, all_masked, sequences, three_of_four = accuracies(logits, labels)
     assert unmasked == 0.5
@@ -177,9 +180,9 @@ def test_classification_report():
 
 
 def test_roc_curve_by_hand():
-    scores = jnp.array([0.9, 0.8, 0.8, 0.3, 0.1, 0.7])
-    labels = jnp.array([1, 0, 1, 0, 1, 0])
-    mask = jnp.array([1, 1, 1, 1, 1, 0])   # the 0.7 negative is padding
+    scores = np.array([0.9, 0.8, 0.8, 0.3, 0.1, 0.7])
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    mask = np.array([1, 1, 1, 1, 1, 0])   # the 0.7 negative is padding
     (fpr, tpr, thresholds), auc = jax.jit(
         lambda *args: (metrics.roc_curve(*args), metrics.roc_auc(*args)))(scores, labels, mask)
     # Thresholds 0.9, 0.8 (tie: both counted), 0.8, 0.7 (masked: no move), 0.3, 0.1.
@@ -191,7 +194,7 @@ def test_roc_curve_by_hand():
 
 
 def test_roc_auc_with_one_class_absent_is_zero():
-    assert jax.jit(metrics.roc_auc)(jnp.array([0.2, 0.4]), jnp.array([1, 1])) == 0.0
+    assert jax.jit(metrics.roc_auc)(np.array([0.2, 0.4]), np.array([1, 1])) == 0.0
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -231,8 +234,9 @@ def test_batches_add_up_to_one_big_batch(example):
         batch_labels, batch_predictions = labels[start:start + BATCH], predictions[start:start + BATCH]
         mask = np.arange(BATCH) < len(batch_labels)
         # Padding holds valid class ids, so only the mask keeps it out of the counts.
-        total += jitted_confusion_matrix(pad_to_batch(batch_labels, num_classes - 1),
-                                         pad_to_batch(batch_predictions, 0), num_classes, mask)
+        total += np.asarray(jitted_confusion_matrix(  # NumPy sum: no eager add to compile
+            pad_to_batch(batch_labels, num_classes - 1), pad_to_batch(batch_predictions, 0),
+            num_classes, mask))
     one_batch = jitted_confusion_matrix(pad_to_batch(labels, -1, 3 * BATCH), pad_to_batch(predictions, -1, 3 * BATCH),
                                         num_classes)
     np.testing.assert_array_equal(total, one_batch)

@@ -56,7 +56,8 @@ def test_curves_are_the_binary_curves_of_each_class():
     rng = np.random.default_rng(0)
     scores = rng.random((N, C)).astype(np.float32)
     labels = rng.integers(0, C, N).astype(np.int32)
-    fpr, tpr, thresholds = jax.jit(metrics.roc_curve_ovr)(scores, labels)
+    # NumPy results: indexing them compiles nothing
+    fpr, tpr, thresholds = jax.device_get(jax.jit(metrics.roc_curve_ovr)(scores, labels))
     assert fpr.shape == tpr.shape == thresholds.shape == (C, N + 1)
     binary = jax.jit(metrics.roc_curve)
     for k in range(C):
@@ -74,21 +75,26 @@ def test_absent_class_by_hand():
     # Class 0: positives 0.9, 0.3 vs negatives 0.2, 0.6 -> pairs won 2 + 1 of 4; class 1 alike.
     np.testing.assert_allclose(got["none"], [0.75, 0.75, 0.0])
     np.testing.assert_allclose(got["macro"], 0.75)
-    everything_masked = every_average(scores, labels, np.zeros(N, bool))
+    everything_masked = jax.device_get(every_average(scores, labels, np.zeros(N, bool)))
     assert all(np.all(value == 0) for value in everything_masked.values())
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: metrics.roc_auc_ovr(jnp.zeros(4), jnp.zeros(4, jnp.int32)), ValueError,
+    # NumPy arguments: the checks fail before any computation, and nothing compiles eagerly
+    (lambda: metrics.roc_auc_ovr(np.zeros(4, np.float32), np.zeros(4, np.int32)), ValueError,
      r"roc_auc_ovr: expected scores of shape \(n, C\) and labels of shape \(n,\); "
      r"got scores \(4,\)"),
-    (lambda: metrics.roc_curve_ovr(jnp.zeros((4, 2)), jnp.zeros(3, jnp.int32)), ValueError,
+    (lambda: metrics.roc_curve_ovr(np.zeros((4, 2), np.float32), np.zeros(3, np.int32)),
+     ValueError,
      r"roc_curve_ovr: expected scores of shape \(n, C\) and labels of shape \(n,\)"),
-    (lambda: metrics.roc_auc_ovr(jnp.zeros((4, 2)), jnp.zeros(4)), TypeError,
+    (lambda: metrics.roc_auc_ovr(np.zeros((4, 2), np.float32), np.zeros(4, np.float32)),
+     TypeError,
      "roc_auc_ovr: labels must be integer class ids; got dtype float32"),
-    (lambda: metrics.roc_auc_ovr(jnp.zeros((4, 2)), jnp.zeros(4, jnp.int32), average="mean"),
+    (lambda: metrics.roc_auc_ovr(np.zeros((4, 2), np.float32), np.zeros(4, np.int32),
+                                 average="mean"),
      ValueError, r"roc_auc_ovr: average must be one of \('none', 'macro', 'micro'\); got 'mean'"),
-    (lambda: metrics.roc_auc_ovr(jnp.zeros((4, 2)), jnp.zeros(4, jnp.int32), jnp.ones(3)),
+    (lambda: metrics.roc_auc_ovr(np.zeros((4, 2), np.float32), np.zeros(4, np.int32),
+                                 np.ones(3, np.float32)),
      ValueError, r"roc_auc_ovr: mask must have the shape of the labels \(4,\); got \(3,\)"),
 ])
 def test_errors(call, error, message):
@@ -116,7 +122,7 @@ def test_micro_auc_on_tied_scores_under_jit_is_the_exact_fraction(use_x64):
     expected = exact_auc(scores.ravel(), (labels[:, None] == np.arange(classes)).ravel())
     with jax.enable_x64(use_x64):
         micro = jax.jit(lambda s, y: metrics.roc_auc_ovr(s, y, average="micro"))(
-            jnp.asarray(scores), jnp.asarray(labels))
+            scores, labels)
         eager = metrics.roc_auc_ovr(jnp.asarray(scores), jnp.asarray(labels), average="micro")
     assert micro.dtype == (jnp.float64 if use_x64 else jnp.float32)
     ulp = np.finfo(micro.dtype).eps * float(expected)
@@ -126,7 +132,7 @@ def test_micro_auc_on_tied_scores_under_jit_is_the_exact_fraction(use_x64):
 
 def test_every_ratio_follows_the_float64_default(x64):
     """Counts are int32, ratios float64 under x64 (int32 / int32 was float32)."""
-    labels, predictions = jnp.array([0, 1, 2, 2, 1]), jnp.array([0, 2, 2, 1, 1])
+    labels, predictions = np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 1, 1])  # no compile
 
     @jax.jit  # one program for all (eager ops would compile one each); dtypes are the same
     def counts_and_ratios(labels, predictions):

@@ -1,5 +1,8 @@
 """Properties every optimizer shares: state structure and dtypes, zero gradients, jit = eager,
-no retracing, convergence on an ill-conditioned quadratic, and checkpoint round-trips."""
+no retracing, convergence on an ill-conditioned quadratic, and checkpoint round-trips.
+
+Compile time: a `jnp` call outside `jax.jit` compiles a program per new (shape, dtype), so test
+data is made in NumPy and put on the device with `jax.device_put` (which compiles nothing)."""
 import chex
 import jax
 import jax.numpy as jnp
@@ -48,11 +51,11 @@ PARAMS = {"dense": {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3),
 
 
 def gradients(params, seed):
-    """Random gradients shaped like ``params``, in their dtypes (drawn by NumPy: jax.random
-    would compile a program per leaf shape)."""
+    """Random gradients shaped like ``params``, in their dtypes (drawn and cast by NumPy:
+    jax.random or jnp.asarray would compile a program per leaf shape and dtype)."""
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype),
-                                  params)
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(np.asarray(rng.normal(size=x.shape), x.dtype)), params)
 
 
 def steps(optimizer, params, seeds, update=None):
@@ -66,7 +69,7 @@ def steps(optimizer, params, seeds, update=None):
 
 
 def is_still(updates) -> bool:
-    return not any(np.any(u) for u in jax.tree_util.tree_leaves(updates))
+    return not any(np.any(np.asarray(u)) for u in jax.tree_util.tree_leaves(updates))
 
 
 # --- property tests over random pytrees -----------------------------------------------------------
@@ -79,7 +82,8 @@ trees = st.recursive(leaves, lambda children: st.one_of(
     st.dictionaries(names, children, min_size=1, max_size=3),
     st.lists(children, min_size=1, max_size=3).map(tuple)), max_leaves=5)
 param_trees = st.builds(
-    lambda tree, dtype: jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), tree),
+    lambda tree, dtype: jax.tree_util.tree_map(lambda x: jax.device_put(np.asarray(x, dtype)),
+                                               tree),
     st.dictionaries(names, trees, min_size=1, max_size=2),
     st.sampled_from([jnp.float32, jnp.bfloat16]))
 
@@ -115,7 +119,7 @@ def test_state_and_updates_keep_structure_and_dtypes(name, params):
 @given(name=st.sampled_from(sorted(OPTIMIZERS)), params=param_trees)
 def test_zero_gradients(name, params):
     optimizer = OPTIMIZERS[name]
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    zeros = jax.tree_util.tree_map(lambda x: jax.device_put(np.zeros(x.shape, x.dtype)), params)
     updates, _ = optimizer.update(zeros, optimizer.init(params), params)
     decays_some_weight = any(jax.tree_util.tree_leaves(weights_mask(params)))
     assert is_still(updates) == (name not in MOVES_FROM_SCRATCH or not decays_some_weight)
@@ -187,7 +191,7 @@ def test_convergence_table_covers_every_alias():
 @pytest.mark.parametrize("name, optimizer, num_steps, tolerance", CONVERGENCE,
                          ids=[row[0] for row in CONVERGENCE])
 def test_minimizes_an_ill_conditioned_quadratic(name, optimizer, num_steps, tolerance):
-    a, b = jnp.asarray(A, jnp.float32), jnp.asarray(B, jnp.float32)
+    a, b = A.astype(np.float32), B.astype(np.float32)
     grad = jax.grad(lambda params: 0.5 * params["w"] @ a @ params["w"] - b @ params["w"])
 
     def step(carry, _):
@@ -195,10 +199,10 @@ def test_minimizes_an_ill_conditioned_quadratic(name, optimizer, num_steps, tole
         updates, state = optimizer.update(grad(params), state, params)
         return (optim.apply_updates(params, updates), state), None
 
-    params = {"w": jnp.zeros(4)}
-    (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=num_steps))(
-        (params, optimizer.init(params)))
-    assert np.linalg.norm(params["w"] - MINIMUM) < tolerance
+    run = jax.jit(lambda params: jax.lax.scan(step, (params, optimizer.init(params)), None,
+                                              length=num_steps))
+    (params, _), _ = run({"w": np.zeros(4, np.float32)})
+    assert np.linalg.norm(np.asarray(params["w"]) - MINIMUM) < tolerance
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

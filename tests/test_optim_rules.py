@@ -3,6 +3,9 @@
 The references below are plain NumPy loops written from the papers' and PyTorch's published
 algorithms, independently of fnn.optim: each takes the gradient sequence and the initial
 parameters and returns the updates ``θ_t − θ_{t−1}``.
+
+Compile time: a `jnp` call outside `jax.jit` compiles a program per new (shape, dtype), so test
+inputs are NumPy arrays put on the device with `jax.device_put` (which compiles nothing).
 """
 import jax
 import jax.numpy as jnp
@@ -205,6 +208,11 @@ def ref_sign_sgd(grads, theta, lr):
     return [-lr * np.sign(g) for g in grads]
 
 
+def device(x):
+    """``x`` as a device array, like ``jnp.asarray(x)`` without compiling a conversion."""
+    return jax.device_put(np.asarray(x))
+
+
 def constant(value):
     return lambda t: value
 
@@ -279,7 +287,7 @@ def run(optimizer, grads, params):
     """The updates of ``optimizer`` along the hand-made gradient sequence."""
     state, updates = optimizer.init(params), []
     for g in grads:
-        u, state = optimizer.update(jnp.asarray(g), state, params)
+        u, state = optimizer.update(device(g), state, params)
         params = optim.apply_updates(params, u)
         updates.append(np.asarray(u))
     return updates
@@ -323,8 +331,8 @@ def test_maximize_climbs_as_descent_on_the_negated_gradient(x64, name):
 def test_every_state_follows_the_parameters_dtype(x64):
     """In a float64 run every float in every optimizer state is float64 (Nadam's running product
     of momenta was float32, costing 2e-9 against PyTorch from the first step)."""
-    params = {"w": jnp.asarray(VECTOR_PARAMS), "b": jnp.zeros(2)}
-    grads = {"w": jnp.asarray(VECTOR_GRADS[0]), "b": jnp.ones(2)}
+    params = {"w": device(VECTOR_PARAMS), "b": device(np.zeros(2))}
+    grads = {"w": device(VECTOR_GRADS[0]), "b": device(np.ones(2))}
     pieces = [optim.get(name)(0.01) for name in optim.ALIASES] + [
         optim.sgd(0.1, 0.9, dampening=0.5), optim.adam(amsgrad=True),
         optim.chain(optim.clip_by_global_norm(1.0), optim.scale_by_learning_rate(0.1),
@@ -361,7 +369,7 @@ B = np.array([1.0, -1.0])
 
 
 def quadratic_grad(theta):
-    return jnp.asarray(A) @ theta - jnp.asarray(B)
+    return device(A @ np.asarray(theta) - B)  # NumPy: no eager matmul to compile
 
 
 def test_nesterov_reformulation_equals_lookahead_gradient(x64):
@@ -370,7 +378,7 @@ def test_nesterov_reformulation_equals_lookahead_gradient(x64):
     v = γv + η∇J(θ − γv), θ −= v. Their trajectories are the same: φ_t = θ_t − γv_t."""
     lr, gamma = 0.05, 0.9
     reformulated, lookahead = optim.sgd(lr, gamma, nesterov=True), optim.sgd(lr, gamma)
-    phi = theta = jnp.array([2.0, -1.0])
+    phi = theta = device([2.0, -1.0])
     state_a, state_b = reformulated.init(phi), lookahead.init(theta)
     course_theta, course_v = np.array([2.0, -1.0]), np.zeros(2)
     for _ in range(30):
@@ -405,16 +413,16 @@ def test_momentum_forms_agree_for_a_constant_learning_rate(x64, nesterov):
 
 def test_rprop_step_sizes_stay_within_their_bounds(x64):
     grow = optim.rprop(0.01, max_step_size=0.015)
-    assert np.allclose(run(grow, np.ones(4), jnp.zeros(())), [-0.01, -0.012, -0.0144, -0.015])
+    assert np.allclose(run(grow, np.ones(4), device(0.0)), [-0.01, -0.012, -0.0144, -0.015])
     # Alternating signs: neutral, flip (shrink, no step), neutral, flip, ...: 0.01 → 0.005 → 0.004.
     shrink = optim.rprop(0.01, min_step_size=0.004)
-    assert np.allclose(run(shrink, [1.0, -1.0, 1.0, -1.0, 1.0], jnp.zeros(())),
+    assert np.allclose(run(shrink, [1.0, -1.0, 1.0, -1.0, 1.0], device(0.0)),
                        [-0.01, 0.0, -0.005, 0.0, -0.004])
 
 
 def test_adamw_never_decays_biases_by_default(x64):
-    params = {"dense": {"w": jnp.array([1.0, -2.0]), "b": jnp.array([3.0, 4.0])}}
-    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    params = {"dense": {"w": device([1.0, -2.0]), "b": device([3.0, 4.0])}}
+    zero = jax.tree_util.tree_map(lambda x: device(np.zeros(x.shape, x.dtype)), params)
     opt = optim.adamw(0.1, weight_decay=0.5)
     updates, _ = opt.update(zero, opt.init(params), params)
     np.testing.assert_array_equal(updates["dense"]["b"], [0.0, 0.0])
@@ -464,24 +472,35 @@ def test_bad_hyperparameters_are_named(make, message):
 
 def test_grads_with_the_wrong_structure_print_both_structures():
     opt = optim.adam()
-    state = opt.init({"w": jnp.ones(2)})
+    state = opt.init({"w": device(np.ones(2))})
     message = (r"(?s)scale_by_adam: grads must have the structure of the params given to init;"
                r"\n  grads: .*'v'.*\n  state: .*'w'")
     with pytest.raises(ValueError, match=message):
-        opt.update({"v": jnp.ones(2)}, state)
+        opt.update({"v": device(np.ones(2))}, state)
 
 
 def test_adamw_needs_params():
     opt = optim.adamw()
     with pytest.raises(ValueError, match=r"add_decayed_weights: needs the parameters"):
-        opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}))
+        opt.update({"w": device(np.ones(2))}, opt.init({"w": device(np.ones(2))}))
 
 
 def test_nesterov_lookahead_explains_which_state_it_needs():
-    params = {"w": jnp.ones(2)}
+    params = {"w": device(np.ones(2))}
     torch_form = optim.sgd(0.1, 0.9, form="pytorch")
     with pytest.raises(ValueError, match=r"nesterov_lookahead: needs the classic momentum form"):
         optim.nesterov_lookahead(params, torch_form.init(params), 0.9)
     with pytest.raises(ValueError, match=r"nesterov_lookahead: opt_state must hold exactly one "
                                          r"MomentumState; found 0"):
         optim.nesterov_lookahead(params, optim.adam().init(params), 0.9)
+
+
+@pytest.mark.parametrize("opt", [optim.adam(), optim.adam(amsgrad=True), optim.adamw()],
+                         ids=["adam", "amsgrad", "adamw"])
+def test_adam_updates_keep_bfloat16_under_jit(opt):
+    # eagerly the bias corrections are weakly typed and keep bfloat16; under jit they are
+    # float32 and promoted m / (1 − β1^t) to float32 (found by running the dtype check jitted)
+    params = {"w": jax.device_put(np.ones(3, jnp.bfloat16))}
+    grads = {"w": jax.device_put(np.full(3, 0.5, jnp.bfloat16))}
+    update = jax.jit(lambda g, s, p: opt.update(g, s, p)[0])
+    assert update(grads, opt.init(params), params)["w"].dtype == jnp.bfloat16

@@ -1,4 +1,8 @@
-"""Schedules against their formulas, under jit, and evaluated at the right step by optimizers."""
+"""Schedules against their formulas, under jit, and evaluated at the right step by optimizers.
+
+Compile time: a `jnp` call outside `jax.jit` compiles a program per primitive, so steps are
+NumPy arrays and schedules read at several steps are jitted once (one program each), except where
+a test is about eager calls."""
 import math
 
 import jax
@@ -41,7 +45,7 @@ STEPS = [0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 100]  # t = 0, the boundaries at 3, 4, 7
 @pytest.mark.parametrize("name", FORMULAS)
 def test_schedule_matches_its_formula_jitted_and_eager(name, x64):
     schedule, formula = FORMULAS[name]
-    jitted = jax.jit(schedule)(jnp.asarray(STEPS, jnp.int32))  # element-wise over an array
+    jitted = jax.jit(schedule)(np.asarray(STEPS, np.int32))  # element-wise over an array
     np.testing.assert_allclose(jitted, [formula(t) for t in STEPS], rtol=1e-12, atol=1e-15)
     for t in (0, 8):  # a Python int, eagerly
         assert float(schedule(t)) == pytest.approx(formula(t), rel=1e-12, abs=1e-15)
@@ -53,8 +57,8 @@ def test_values_have_the_default_float_dtype():
 
 def test_schedules_jit_on_a_scalar_step_and_vmap():
     schedule = S.join_schedules([S.linear_schedule(0.0, 1.0, 2), S.step_decay(1.0, 0.5, 1)], [2])
-    assert float(jax.jit(schedule)(jnp.asarray(3, jnp.int32))) == 0.5
-    np.testing.assert_array_equal(jax.jit(jax.vmap(schedule))(jnp.arange(4)),  # one compile
+    assert float(jax.jit(schedule)(np.int32(3))) == 0.5
+    np.testing.assert_array_equal(jax.jit(jax.vmap(schedule))(np.arange(4, dtype=np.int32)),
                                   [0.0, 0.5, 1.0, 0.5])
 
 
@@ -64,36 +68,38 @@ def test_values_are_float64_under_x64(x64):
 
 def test_polynomial_and_cosine_hold_their_end_value_after_decay_steps():
     for schedule in (S.polynomial_decay(1.0, 0.25, 10, power=3.0), S.cosine_decay(1.0, 10, 0.25)):
+        schedule = jax.jit(schedule)  # one program for the three (scalar) steps
         assert [float(schedule(t)) for t in (10, 11, 10_000)] == [0.25] * 3
 
 
 def test_join_schedules_restarts_the_count_at_each_boundary():
     joined = S.join_schedules([S.constant_schedule(5.0), S.linear_schedule(0.0, 4.0, 4),
                                S.step_decay(1.0, 0.5, 1)], boundaries=[2, 6])
+    joined = jax.jit(joined)  # one program for every (scalar) step
     assert [float(joined(t)) for t in range(9)] == [5, 5, 0, 1, 2, 3, 1, 0.5, 0.25]
 
 
 def test_piecewise_constant_switches_at_the_boundary():
-    schedule = S.piecewise_constant_schedule([10], [1.0, 0.5])
+    schedule = jax.jit(S.piecewise_constant_schedule([10], [1.0, 0.5]))
     assert [float(schedule(t)) for t in (9, 10, 11)] == [1.0, 0.5, 0.5]
 
 
 def test_warmup_then_starts_at_start_value_and_joins_continuously():
-    schedule = S.warmup_then(S.constant_schedule(0.8), warmup_steps=4, start_value=0.4)
+    schedule = jax.jit(S.warmup_then(S.constant_schedule(0.8), warmup_steps=4, start_value=0.4))
     assert [float(schedule(t)) for t in range(6)] == pytest.approx([0.4, 0.5, 0.6, 0.7, 0.8, 0.8])
 
 
 def test_per_epoch_evaluates_the_epoch_schedule_at_step_floor_division():
     epoch_of = S.per_epoch(lambda epoch: jnp.asarray(epoch, jnp.float32), steps_per_epoch=3)
     assert [int(epoch_of(t)) for t in range(10)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
-    assert int(jax.jit(epoch_of)(jnp.asarray(7, jnp.int32))) == 2
+    assert int(jax.jit(epoch_of)(np.int32(7))) == 2
 
 
 def test_optimizer_evaluates_its_schedule_at_the_update_count():
     """The first update uses schedule(0), the n-th schedule(n − 1), jitted or not."""
     schedule = S.piecewise_constant_schedule([1, 2], [1.0, 10.0, 100.0])
     optimizer = base.chain(base.scale_by_learning_rate(schedule))
-    grads = {"w": jnp.ones(2)}
+    grads = {"w": jax.device_put(np.ones(2, np.float32))}
     for update in (optimizer.update, jax.jit(optimizer.update)):
         state = optimizer.init(grads)
         assert int(base.step_count(state)) == 0

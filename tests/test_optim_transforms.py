@@ -1,5 +1,9 @@
 """Gradient transforms: formulas, edge cases, masks, accumulation, the loss-driven rules, and
-the state contract (stable structure and dtypes, jit == eager, no retracing, checkpoints)."""
+the state contract (stable structure and dtypes, jit == eager, no retracing, checkpoints).
+
+Compile time: a `jnp` call outside `jax.jit` compiles a program per new (shape, dtype), so test
+data is made in NumPy and put on the device with `jax.device_put` (which compiles nothing), and
+references are computed in NumPy."""
 import functools
 
 import chex
@@ -21,22 +25,30 @@ def mlp_params(dtype=jnp.float32):
     values = iter(np.arange(1, 100, dtype=np.float64) * 0.25)
 
     def leaf(*shape):
-        return jnp.asarray([next(values) for _ in range(int(np.prod(shape)))], dtype).reshape(shape)
+        return jax.device_put(np.asarray([next(values) for _ in range(int(np.prod(shape)))],
+                                         dtype).reshape(shape))
 
     return {"dense_0": {"w": leaf(2, 3), "b": leaf(3)},
             "norm": {"gamma": leaf(3), "beta": leaf(3)},
             "dense_1": {"w": leaf(3, 1), "b": leaf(1)}}
 
 
+def device(x, dtype=None):
+    """``np.asarray(x, dtype)`` on the device: like ``jnp.asarray`` (float64 becomes float32
+    unless x64 is on), without compiling a conversion program."""
+    return jax.device_put(np.asarray(x, dtype))
+
+
 def full_like(like, value):
     """``value`` in every element of leaves shaped and typed like those of ``like``."""
-    return jax.tree_util.tree_map(lambda x: jnp.full_like(x, value), like)
+    return jax.tree_util.tree_map(lambda x: jax.device_put(np.full(x.shape, value, x.dtype)), like)
 
 
 def random_like(like, seed):
     """Standard normal leaves shaped and typed like those of ``like``."""
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), like)
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(np.asarray(rng.standard_normal(x.shape), x.dtype)), like)
 
 
 def run(optimizer, grads_sequence, params, losses=None):
@@ -56,21 +68,22 @@ def run(optimizer, grads_sequence, params, losses=None):
 
 
 def test_clip_is_elementwise_max_min(x64):
-    grads = {"w": jnp.asarray([-7.0, -5.0, -0.5, 0.0, 4.9, 5.0, 12.0])}
+    grads = {"w": device([-7.0, -5.0, -0.5, 0.0, 4.9, 5.0, 12.0])}
     updates, _ = T.clip(5.0).update(grads, T.clip(5.0).init(grads))
     np.testing.assert_array_equal(updates["w"], [-5.0, -5.0, -0.5, 0.0, 4.9, 5.0, 5.0])
 
 
 def test_clip_by_global_norm_rescales_to_the_threshold(x64):
-    grads = {"a": jnp.asarray([3.0, 0.0]), "b": jnp.asarray([[4.0], [12.0]])}  # ‖g‖ = 13
+    grads = {"a": device([3.0, 0.0]), "b": device([[4.0], [12.0]])}  # ‖g‖ = 13
     clipper = T.clip_by_global_norm(6.5)
-    updates, state = clipper.update(grads, clipper.init(grads))
-    chex.assert_trees_all_close(updates, jax.tree_util.tree_map(lambda g: g / 2, grads), rtol=1e-15)
+    updates, state = jax.jit(lambda grads: clipper.update(grads, clipper.init(grads)))(grads)
+    chex.assert_trees_all_close(updates, jax.tree_util.tree_map(lambda g: np.asarray(g) / 2, grads),
+                                rtol=1e-15)
     assert float(state.global_norm) == 13.0
 
 
 def test_clip_by_global_norm_passes_a_norm_at_the_threshold_bit_for_bit():
-    grads = {"a": jnp.asarray([0.3, 0.4], jnp.float32)}
+    grads = {"a": device([0.3, 0.4], np.float32)}
     norm = float(T.global_norm(grads))
     for max_norm in (norm, norm * 2):
         clipper = T.clip_by_global_norm(max_norm)
@@ -79,7 +92,7 @@ def test_clip_by_global_norm_passes_a_norm_at_the_threshold_bit_for_bit():
 
 
 def test_clip_by_global_norm_of_zero_gradients_at_threshold_zero_is_zero_not_nan():
-    grads = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    grads = {"a": device(np.zeros(3)), "b": device(np.zeros((2, 2)))}
     clipper = T.clip_by_global_norm(0.0)
     updates, state = clipper.update(grads, clipper.init(grads))
     chex.assert_trees_all_equal(updates, grads)
@@ -89,7 +102,7 @@ def test_clip_by_global_norm_of_zero_gradients_at_threshold_zero_is_zero_not_nan
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_clip_by_global_norm_makes_a_non_finite_norm_visible(bad):
     """An inf/NaN gradient must not be clipped into a silent (zero or finite) step."""
-    grads = {"a": jnp.asarray([1.0, bad]), "b": jnp.asarray([2.0])}
+    grads = {"a": device([1.0, bad]), "b": device([2.0])}
     clipper = T.clip_by_global_norm(1.0)
     for update in (clipper.update, jax.jit(clipper.update)):
         updates, state = update(grads, clipper.init(grads))
@@ -98,7 +111,7 @@ def test_clip_by_global_norm_makes_a_non_finite_norm_visible(bad):
 
 
 def test_global_norm_of_low_precision_gradients_does_not_overflow():
-    grads = {"a": jnp.full((4,), 300.0, jnp.float16)}  # 300² overflows float16
+    grads = {"a": device(np.full((4,), 300.0, np.float16))}  # 300² overflows float16
     assert float(T.global_norm(grads)) == pytest.approx(600.0)
     clipper = T.clip_by_global_norm(60.0)
     updates, _ = clipper.update(grads, clipper.init(grads))
@@ -116,13 +129,14 @@ def test_add_decayed_weights_is_g_plus_lambda_w_on_weights_only(x64):
     decay = T.add_decayed_weights(0.01)
     updates, _ = decay.update(grads, decay.init(params), params)
     for layer in ("dense_0", "dense_1"):
-        np.testing.assert_array_equal(updates[layer]["w"], 0.5 + 0.01 * params[layer]["w"])
+        np.testing.assert_array_equal(updates[layer]["w"],
+                                      0.5 + 0.01 * np.asarray(params[layer]["w"]))
         np.testing.assert_array_equal(updates[layer]["b"], grads[layer]["b"])
     chex.assert_trees_all_equal(updates["norm"], grads["norm"])
 
 
 def test_add_l1_decay_is_g_plus_lambda_sign_w(x64):
-    params = {"w": jnp.asarray([-2.0, 0.0, 3.0]), "b": jnp.asarray([-1.0])}
+    params = {"w": device([-2.0, 0.0, 3.0]), "b": device([-1.0])}
     grads = full_like(params, 0.5)
     decay = T.add_l1_decay(0.1)
     updates, _ = decay.update(grads, decay.init(params), params)
@@ -157,7 +171,7 @@ def test_decay_mask_as_a_tree_or_a_predicate():
 
 
 def test_weight_decay_may_be_a_schedule_of_the_step_count():
-    params = {"w": jnp.ones(2)}
+    params = {"w": device(np.ones(2))}
     decay = T.add_decayed_weights(S.piecewise_constant_schedule([1], [0.0, 1.0]))
     outputs = run(decay, [full_like(params, 0.0)] * 3, params)
     assert [float(updates["w"][0]) for updates, _ in outputs] == [0.0, 1.0, 1.0]
@@ -179,7 +193,7 @@ def test_freeze_leaves_the_frozen_subtree_exactly_unchanged():
 
 
 def test_masked_inner_sees_and_keeps_state_for_the_selected_subtree_only():
-    params = {"a": jnp.asarray([3.0, 4.0]), "b": jnp.asarray([100.0])}
+    params = {"a": device([3.0, 4.0]), "b": device([100.0])}
     clipper = T.masked(T.clip_by_global_norm(1.0), {"a": True})
     state = clipper.init(params)
     updates, state = clipper.update(params, state, params)
@@ -192,7 +206,7 @@ def test_masked_inner_sees_and_keeps_state_for_the_selected_subtree_only():
 
 
 def test_masks_nest():
-    params = {"a": jnp.ones(1), "b": jnp.ones(1), "c": jnp.ones(1)}
+    params = {k: device(np.ones(1)) for k in "abc"}
     optimizer = T.masked(T.freeze({"b": True}), {"a": True, "b": True})
     updates, _ = optimizer.update(params, optimizer.init(params), params)
     assert [float(updates[k][0]) for k in "abc"] == [1.0, 0.0, 1.0]
@@ -216,7 +230,7 @@ def test_bad_masks_raise_naming_the_function_and_the_mismatch(make, match):
 
 
 def test_weight_decay_without_params_raises():
-    params = {"w": jnp.ones(2)}
+    params = {"w": device(np.ones(2))}
     decay = T.add_decayed_weights(0.1)
     with pytest.raises(ValueError, match=r"add_decayed_weights: needs the parameters; call "
                                          r"update\(grads, state, params\)"):
@@ -250,7 +264,7 @@ def test_accumulating_k_micro_batches_equals_one_step_on_their_mean(x64):
 
 
 def test_accumulation_feeds_the_inner_rule_the_mean_loss():
-    params = {"w": jnp.ones(1)}
+    params = {"w": device(np.ones(1))}
     accumulated = T.accumulate_gradients(T.scale_by_bold_driver(), every_k=2)
     outputs = run(accumulated, [params] * 4, params, losses=[1.0, 3.0, 0.5, 0.5])
     inner_states = [state.inner_state for _, state in outputs]
@@ -265,7 +279,7 @@ def test_accumulation_feeds_the_inner_rule_the_mean_loss():
 def factors(optimizer, losses):
     """The factor ``s`` applied at each step (updates of a gradient of ones), checked against
     the state's ``learning_rate``."""
-    params = {"w": jnp.ones((), jnp.float32)}
+    params = {"w": device(np.ones((), np.float32))}
     outputs = run(optimizer, [params] * len(losses), params, losses=losses)
     for updates, state in outputs:
         assert float(updates["w"]) == float(state.learning_rate)
@@ -301,7 +315,7 @@ def test_bold_driver_with_negative_losses_decreases_when_the_loss_goes_up():
 
 
 def test_bold_driver_in_a_chain_scales_the_learning_rate():
-    params = {"w": jnp.ones(())}
+    params = {"w": device(np.ones(()))}
     optimizer = base.chain(T.clip(10.0), base.scale_by_learning_rate(0.1), T.scale_by_bold_driver())
     outputs = run(optimizer, [params] * 2, params, losses=[1.0, 0.5])
     updates, state = outputs[-1]
@@ -347,7 +361,7 @@ def test_reduce_on_plateau_over_periods_and_with_nan():
 
 @pytest.mark.parametrize("make", [T.scale_by_bold_driver, T.reduce_on_plateau])
 def test_loss_driven_rules_need_a_scalar_loss(make):
-    params = {"w": jnp.ones(2)}
+    params = {"w": device(np.ones(2))}
     optimizer = base.chain(base.scale_by_learning_rate(0.1), make())
     state = optimizer.init(params)
     name = make.__name__
@@ -355,7 +369,7 @@ def test_loss_driven_rules_need_a_scalar_loss(make):
                                         rf"update\(grads, state, params, loss=loss\)"):
         jax.jit(optimizer.update)(params, state, params)
     with pytest.raises(ValueError, match=rf"{name}: loss must be a scalar .* got shape \(2,\)"):
-        optimizer.update(params, state, params, loss=jnp.ones(2))
+        optimizer.update(params, state, params, loss=device(np.ones(2)))
 
 
 @pytest.mark.parametrize("make, match", [
@@ -404,7 +418,7 @@ def three_updates(optimizer, params, update):
     grads = jax.tree_util.tree_map(lambda p: 2 * p, params)
     states, updates = [optimizer.init(params)], []
     for loss in LOSSES:
-        u, state = update(grads, states[-1], params, loss=jnp.float32(loss))
+        u, state = update(grads, states[-1], params, loss=np.float32(loss))
         updates.append(u)
         states.append(state)
     return updates, states

@@ -3,6 +3,12 @@
 References are independent: each cell's equations from the course (lecture 8) and from PyTorch's
 documentation written out in NumPy, Python loops over time, hand-made reversals of each valid
 prefix, float64 finite differences.
+
+Compile time: every `jnp` call outside `jax.jit` compiles its own small XLA program, so the test
+data and references are NumPy, each test runs the fnn computations it checks inside one
+`jax.jit`, and params are random NumPy arrays of the shapes init gives (`jax.eval_shape`: traced,
+not compiled; a jitted init with its QR-based orthogonal blocks costs ~0.5 s to compile) unless
+the test is about init's values.
 """
 import jax
 import jax.flatten_util
@@ -12,7 +18,8 @@ import pytest
 
 from fnn import optim
 from fnn.core import (
-    Context, Layer, LayerError, apply_child, count_params, init_child, sequence_mask)
+    Context, Layer, LayerError, apply_child, count_params, init_child, init_shapes,
+    sequence_mask)
 from fnn.layers import (
     RNN, Bidirectional, Dense, ElmanCell, GRUCell, JordanCell, LSTMCell, LSTMState, OneHot,
     RNNState, StackedRNN, TimeDistributed, serial)
@@ -34,15 +41,31 @@ def numpy_params(params):
 
 
 def random_params(cell, d=D, seed=1):
-    """The cell's params with every entry random (biases and peepholes too, so none is skipped)."""
-    _, params = cell.init(KEY, (d,))
+    """The cell's params with every entry random (biases and peepholes too, so none is skipped);
+    NumPy float32 arrays of the shapes ``cell.init`` gives (traced by eval_shape, not run)."""
+    shapes = jax.eval_shape(lambda key: cell.init(key, (d,))[1], KEY)
     rng = np.random.default_rng(seed)
-    return {k: jnp.asarray(rng.normal(scale=0.5, size=v.shape), jnp.float32)
-            for k, v in params.items()}
+    return {k: rng.normal(scale=0.5, size=v.shape).astype(np.float32)
+            for k, v in shapes.items()}
 
 
 def inputs(shape=(B, T, D), seed=0):
-    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def random_init(layer, input_shape, seed=1):
+    """``layer.init``'s (output shape, params, state) with the params (and any state) random
+    NumPy float32 arrays of init's shapes (`init_shapes`: traced, nothing compiled)."""
+    shape, params, state = init_shapes(layer, input_shape)
+    rng = np.random.default_rng(seed)
+    params, state = jax.tree_util.tree_map(
+        lambda a: rng.normal(scale=0.5, size=a.shape).astype(np.float32), (params, state))
+    return shape, params, state
+
+
+def to_numpy(tree):
+    """A pytree of device arrays as NumPy arrays (indexing them then compiles nothing)."""
+    return jax.tree_util.tree_map(np.asarray, tree)
 
 
 # --- the course's equations, one step, in NumPy -------------------------------------------------
@@ -121,10 +144,10 @@ def test_cells_follow_the_course_equations(name):
     params = random_params(cell)
     x = inputs()
     carry0 = jax.tree_util.tree_map(
-        lambda a: jnp.asarray(np.random.default_rng(5).normal(size=a.shape), jnp.float32),
-        cell.init_carry((B,), jnp.float32))
+        lambda a: np.random.default_rng(5).normal(size=a.shape).astype(np.float32),
+        jax.eval_shape(lambda: cell.init_carry((B,), jnp.float32)))
     layer = RNN(cell, return_state=True, initial_carry="given")
-    (y, carry), _ = layer.apply(params, {}, (x, carry0))
+    (y, carry), _ = jax.jit(layer.apply)(params, {}, (x, carry0))
     start = tuple(np.asarray(a, np.float64) for a in carry0)
     carry_np, y_np = run_numpy(reference(numpy_params(params)),
                                start if fields == 2 else start[0], np.asarray(x, np.float64))
@@ -138,19 +161,25 @@ def test_scan_equals_a_python_loop_over_the_cell():
     cell = LSTMCell(N, peepholes=True)
     params = random_params(cell)
     x = inputs()
-    carry = cell.init_carry((B,), jnp.float32)
-    ys = []
-    for t in range(T):
-        carry, y = cell.apply(params, carry, x[:, t])
-        ys.append(y)
-    for layer, xin, axis in [(RNN(cell, return_state=True, unroll=2), x, 1),
-                             (RNN(cell, return_state=True, time_major=True),
-                              jnp.swapaxes(x, 0, 1), 0)]:
-        (y_scan, carry_scan), _ = layer.apply(params, {}, xin)
-        np.testing.assert_allclose(y_scan, jnp.stack(ys, axis), rtol=1e-6, atol=1e-6)
+    layers = [(RNN(cell, return_state=True, unroll=2), x, 1),
+              (RNN(cell, return_state=True, time_major=True), np.swapaxes(x, 0, 1), 0)]
+
+    @jax.jit
+    def run(params):
+        carry = cell.init_carry((B,), jnp.float32)
+        ys = []
+        for t in range(T):  # the Python loop, unrolled into the program
+            carry, y = cell.apply(params, carry, x[:, t])
+            ys.append(y)
+        scans = [layer.apply(params, {}, xin)[0] for layer, xin, _ in layers]
+        last, _ = RNN(cell, return_sequences=False).apply(params, {}, x)
+        return carry, ys, scans, last
+
+    carry, ys, scans, last = run(params)
+    for (_, _, axis), (y_scan, carry_scan) in zip(layers, scans):
+        np.testing.assert_allclose(y_scan, np.stack(ys, axis), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(carry_scan.c, carry.c, rtol=1e-6, atol=1e-6)
         assert isinstance(carry_scan, LSTMState)
-    last, _ = RNN(cell, return_sequences=False).apply(params, {}, x)
     np.testing.assert_allclose(last, ys[-1], rtol=1e-6, atol=1e-6)
 
 
@@ -188,15 +217,22 @@ def test_pytorch_weights_give_pytorch_outputs():
                 h = torch_gru_step(Wih, Whh, bih, bhh, h, x[:, t])
             ys.append(h)
         if kind == "lstm":
-            cell, params = LSTMCell(N), from_torch_lstm(Wih, Whh, bih, bhh)
+            cell, convert = LSTMCell(N), from_torch_lstm
         else:
-            cell, params = GRUCell(N, reset_after=True), from_torch_gru(Wih, Whh, bih, bhh)
-        params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-        y, _ = RNN(cell).apply(params, {}, jnp.asarray(x, jnp.float32))
+            cell, convert = GRUCell(N, reset_after=True), from_torch_gru
+
+        @jax.jit
+        def run(weights, x):
+            params = {k: v.astype(jnp.float32) for k, v in convert(*weights).items()}
+            y, _ = RNN(cell).apply(params, {}, x)
+            if kind == "lstm":
+                return y, None
+            # the course's GRU is another function of the same weights
+            return y, RNN(GRUCell(N)).apply(
+                {k: v for k, v in params.items() if k != "b_hn"}, {}, x)[0]
+
+        y, course = run((Wih, Whh, bih, bhh), x.astype(np.float32))
         np.testing.assert_allclose(y, np.stack(ys, 1), rtol=2e-5, atol=2e-6, err_msg=kind)
-    # the course's GRU is another function of the same weights
-    course, _ = RNN(GRUCell(N)).apply({k: v for k, v in params.items() if k != "b_hn"}, {},
-                                      jnp.asarray(x, jnp.float32))
     assert np.abs(np.asarray(course) - np.stack(ys, 1)).max() > 1e-2
 
 
@@ -211,16 +247,17 @@ def test_pytorch_weights_give_pytorch_outputs():
     (JordanCell(N, 2), N * D + 2 * N + N + N * 2 + 2),
 ], ids=lambda v: getattr(v, "name", str(v)))
 def test_parameter_counts(cell, count):
-    """The course's counts: Nd + N² + N for the RNN, 4(Nd + N² + N) for the LSTM."""
-    assert count_params(cell.init(KEY, (D,))[1]) == count
-    assert count_params(RNN(cell).init(KEY, (None, T, D))[1]) == count
+    """The course's counts: Nd + N² + N for the RNN, 4(Nd + N² + N) for the LSTM (counted on
+    the shapes init gives, traced by eval_shape)."""
+    assert count_params(jax.eval_shape(lambda key: cell.init(key, (D,))[1], KEY)) == count
+    assert count_params(init_shapes(RNN(cell), (None, T, D))[1]) == count
 
 
 def test_forget_bias_initializes_the_forget_gate_only():
-    _, params = LSTMCell(N, forget_bias=1.0).init(KEY, (D,))
-    np.testing.assert_array_equal(params["b"], np.r_[np.zeros(N), np.ones(N), np.zeros(2 * N)])
-    _, params = LSTMCell(N, coupled=True, forget_bias=1.0).init(KEY, (D,))
-    np.testing.assert_array_equal(params["b"], np.r_[-np.ones(N), np.zeros(2 * N)])
+    b, b_coupled = jax.jit(lambda key: [cell.init(key, (D,))[1]["b"] for cell in (
+        LSTMCell(N, forget_bias=1.0), LSTMCell(N, coupled=True, forget_bias=1.0))])(KEY)
+    np.testing.assert_array_equal(b, np.r_[np.zeros(N), np.ones(N), np.zeros(2 * N)])
+    np.testing.assert_array_equal(b_coupled, np.r_[-np.ones(N), np.zeros(2 * N)])
 
 
 # --- variable lengths -------------------------------------------------------------------------
@@ -231,25 +268,31 @@ LENGTHS = np.array([5, 2, 0])
 def masked_setup(cell=None):
     cell = cell or LSTMCell(N)
     params = random_params(cell)
-    x = np.asarray(inputs(), np.float64)
+    x = inputs()
     x[np.arange(T)[None, :] >= LENGTHS[:, None]] = 100.0  # padding that would show
-    context = Context(seq_mask=sequence_mask(LENGTHS, T))
-    return cell, params, jnp.asarray(x, jnp.float32), context
+    context = Context(seq_mask=np.asarray(jax.jit(sequence_mask, static_argnums=1)(LENGTHS, T)))
+    return cell, params, x, context
 
 
 def test_masked_outputs_and_final_carry_equal_unpadded_runs():
     cell, params, x, context = masked_setup()
     layer = RNN(cell, return_state=True)
-    (y, carry), _ = layer.apply(params, {}, x, context=context)
-    (last, _), _ = RNN(cell, return_sequences=False, return_state=True).apply(
-        params, {}, x, context=context)
+
+    @jax.jit
+    def run(params, x):
+        (y, carry), _ = layer.apply(params, {}, x, context=context)
+        (last, _), _ = RNN(cell, return_sequences=False, return_state=True).apply(
+            params, {}, x, context=context)
+        alone = [layer.apply(params, {}, x[b:b + 1, :length])[0] if length else
+                 (None, cell.init_carry((1,), jnp.float32)) for b, length in enumerate(LENGTHS)]
+        return y, carry, last, alone
+
+    y, carry, last, alone = to_numpy(run(params, x))
     for b, length in enumerate(LENGTHS):
+        y_b, carry_b = alone[b]
         if length:
-            (y_b, carry_b), _ = layer.apply(params, {}, x[b:b + 1, :length])
             np.testing.assert_allclose(y[b, :length], y_b[0], rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(last[b], y_b[0, -1], rtol=1e-6, atol=1e-6)
-        else:
-            carry_b = cell.init_carry((1,), jnp.float32)
         np.testing.assert_array_equal(y[b, length:], 0.0)
         for got, want in zip(carry, carry_b):
             np.testing.assert_allclose(got[b], want[0], rtol=1e-6, atol=1e-6)
@@ -269,7 +312,7 @@ def test_padded_steps_pass_no_gradient():
     padded = np.arange(T)[None, :] >= LENGTHS[:, None]
     np.testing.assert_array_equal(np.asarray(g_x)[padded], 0.0)
     assert np.abs(np.asarray(g_x)[~padded]).min() > 0
-    other = jnp.where(jnp.asarray(padded)[..., None], -7.0, x)  # other padding, same gradient
+    other = np.where(padded[..., None], np.float32(-7.0), x)  # other padding, same gradient
     g_other, _ = grad(params, other)
     for k in g_params:
         np.testing.assert_allclose(g_params[k], g_other[k], rtol=1e-6, atol=1e-7)
@@ -277,25 +320,31 @@ def test_padded_steps_pass_no_gradient():
 
 def test_named_sequence_masks():
     cell, params, x, context = masked_setup()
-    masks = {"source": context.seq_mask, "target": jnp.ones((B, T))}
-    y_named, _ = RNN(cell, seq_mask="source").apply(params, {}, x,
-                                                    context=Context(seq_mask=masks))
-    y, _ = RNN(cell).apply(params, {}, x, context=context)
+    masks = {"source": context.seq_mask, "target": np.ones((B, T), np.float32)}
+
+    @jax.jit
+    def run(params, x):
+        y_named, _ = RNN(cell, seq_mask="source").apply(params, {}, x,
+                                                        context=Context(seq_mask=masks))
+        y, _ = RNN(cell).apply(params, {}, x, context=context)
+        return y_named, y
+
+    y_named, y = run(params, x)
     np.testing.assert_array_equal(y_named, y)
     with pytest.raises(LayerError, match="seq_mask=NAME"):
         RNN(cell).apply(params, {}, x, context=Context(seq_mask=masks))
     with pytest.raises(LayerError, match="'other'"):
         RNN(cell, seq_mask="other").apply(params, {}, x, context=Context(seq_mask=masks))
     with pytest.raises(LayerError, match=r"sequence mask of shape \(3, 5\)"):
-        RNN(cell).apply(params, {}, x, context=Context(seq_mask=jnp.ones((B, T + 1))))
+        RNN(cell).apply(params, {}, x, context=Context(seq_mask=np.ones((B, T + 1))))
 
 
 def test_valid_reversal_reverses_each_valid_prefix():
-    mask = sequence_mask(LENGTHS, T)
-    np.testing.assert_array_equal(valid_reversal(mask), [[4, 3, 2, 1, 0], [1, 0, 2, 3, 4],
-                                                          [0, 1, 2, 3, 4]])
-    holes = jnp.array([[1, 0, 1, 1, 0]])
-    np.testing.assert_array_equal(valid_reversal(holes), [[3, 1, 2, 0, 4]])
+    holes = np.array([[1, 0, 1, 1, 0]], np.int32)
+    prefixes, holed = jax.jit(lambda holes: (valid_reversal(sequence_mask(LENGTHS, T)),
+                                             valid_reversal(holes)))(holes)
+    np.testing.assert_array_equal(prefixes, [[4, 3, 2, 1, 0], [1, 0, 2, 3, 4], [0, 1, 2, 3, 4]])
+    np.testing.assert_array_equal(holed, [[3, 1, 2, 0, 4]])
 
 
 def test_bidirectional_against_reversing_each_prefix_by_hand():
@@ -303,8 +352,20 @@ def test_bidirectional_against_reversing_each_prefix_by_hand():
     order (NumPy), zeros at padding; final carries; the sum merge; the last outputs."""
     _, _, x, context = masked_setup()
     layer = Bidirectional(ElmanCell(N), return_state=True)
-    _, params, state = layer.init(KEY, (None, T, D))
-    (y, carries), _ = layer.apply(params, state, x, context=context)
+
+    _, params, state = random_init(layer, (None, T, D))
+
+    @jax.jit
+    def run(params, state, x):
+        (y, carries), _ = layer.apply(params, state, x, context=context)
+        summed, _ = Bidirectional(ElmanCell(N), merge="sum").apply(params, state, x,
+                                                                   context=context)
+        # the last step each direction read: forward at the last valid step, backward at step 0
+        last, _ = Bidirectional(ElmanCell(N), return_sequences=False).apply(params, state, x,
+                                                                           context=context)
+        return y, carries, summed, last
+
+    y, carries, summed, last = to_numpy(run(params, state, x))
     pf, pb = numpy_params(params["forward"]), numpy_params(params["backward"])
     xs = np.asarray(x, np.float64)
     for b, length in enumerate(LENGTHS):
@@ -318,12 +379,7 @@ def test_bidirectional_against_reversing_each_prefix_by_hand():
         np.testing.assert_array_equal(y[b, length:], 0.0)
         np.testing.assert_allclose(carries.forward.h[b], fwd_carry[0], rtol=2e-5, atol=2e-6)
         np.testing.assert_allclose(carries.backward.h[b], bwd_carry[0], rtol=2e-5, atol=2e-6)
-    summed, _ = Bidirectional(ElmanCell(N), merge="sum").apply(params, state, x,
-                                                               context=context)
     np.testing.assert_allclose(summed, y[..., :N] + y[..., N:], rtol=1e-6)
-    # the last step each direction read: forward at the last valid step, backward at step 0
-    last, _ = Bidirectional(ElmanCell(N), return_sequences=False).apply(params, state, x,
-                                                                       context=context)
     np.testing.assert_allclose(last[0], np.r_[y[0, 4, :N], y[0, 0, N:]], rtol=1e-6)
     np.testing.assert_allclose(last[1], np.r_[y[1, 1, :N], y[1, 0, N:]], rtol=1e-6)
     np.testing.assert_array_equal(last[2], 0.0)
@@ -333,16 +389,22 @@ def test_bidirectional_against_reversing_each_prefix_by_hand():
 
 def test_learned_initial_carry_is_a_parameter():
     layer = RNN(LSTMCell(N), initial_carry="learned", return_state=True)
-    _, params, _ = layer.init(KEY, (None, T, D))
+    _, params, _ = random_init(layer, (None, T, D))
     assert set(params["carry0"]) == {"h", "c"} and params["carry0"]["c"].shape == (N,)
-    params["carry0"] = {"h": jnp.full((N,), 0.3), "c": jnp.full((N,), -0.2)}
+    params["carry0"] = {"h": np.full((N,), 0.3, np.float32), "c": np.full((N,), -0.2, np.float32)}
     x = inputs()
-    (y, _), _ = layer.apply(params, {}, x)
     given = RNN(LSTMCell(N), initial_carry="given")
-    y_given, _ = given.apply({k: v for k, v in params.items() if k != "carry0"}, {},
-                             (x, (jnp.full((B, N), 0.3), jnp.full((B, N), -0.2))))
+
+    @jax.jit
+    def run(params):
+        (y, _), _ = layer.apply(params, {}, x)
+        y_given, _ = given.apply({k: v for k, v in params.items() if k != "carry0"}, {},
+                                 (x, (jnp.full((B, N), 0.3), jnp.full((B, N), -0.2))))
+        grads = jax.grad(lambda p: jnp.sum(layer.apply(p, {}, x)[0][0]))(params)
+        return y, y_given, grads
+
+    y, y_given, grads = run(params)
     np.testing.assert_allclose(y, y_given, rtol=1e-6)
-    grads = jax.grad(lambda p: jnp.sum(layer.apply(p, {}, x)[0][0]))(params)
     assert np.abs(grads["carry0"]["c"]).max() > 0
 
 
@@ -350,39 +412,52 @@ def test_stacked_rnn_equals_serial_and_threads_carries():
     cells = (LSTMCell(4), GRUCell(N))
     stacked = StackedRNN(*cells, dropout=0.5)
     plain = serial(RNN(cells[0]), RNN(cells[1]))
-    _, params, state = stacked.init(KEY, (None, T, D))
-    assert list(params) == ["rnn_0", "dropout_0", "rnn_1"]
-    x = inputs()
-    y, _ = stacked.apply(params, state, x)  # eval: dropout is the identity
-    y_plain, _ = plain.apply({"rnn_0": params["rnn_0"], "rnn_1": params["rnn_1"]},
-                             {"rnn_0": {}, "rnn_1": {}}, x)
-    np.testing.assert_allclose(y, y_plain, rtol=1e-6)
     given = StackedRNN(*cells, initial_carry="given", return_state=True)
-    out_shape, _, _ = given.init(KEY, ((None, T, D), None))
-    carries = zero_carry(out_shape[1], B)
-    (y1, c1), _ = given.apply(params, state, (x[:, :2], carries))
-    (y2, c2), _ = given.apply(params, state, (x[:, 2:], c1))
-    np.testing.assert_allclose(jnp.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-6)
+    names = []  # the params' keys in init's order (eval_shape's dicts come back sorted)
+    jax.eval_shape(lambda key: names.extend(stacked.init(key, (None, T, D))[1]), KEY)
+    assert names == ["rnn_0", "dropout_0", "rnn_1"]
+    _, params, state = random_init(stacked, (None, T, D))
+    out_shape = init_shapes(given, ((None, T, D), None))[0]
+    x = inputs()
+
+    @jax.jit
+    def run(params, state):
+        y, _ = stacked.apply(params, state, x)  # eval: dropout is the identity
+        y_plain, _ = plain.apply({"rnn_0": params["rnn_0"], "rnn_1": params["rnn_1"]},
+                                 {"rnn_0": {}, "rnn_1": {}}, x)
+        carries = zero_carry(out_shape[1], B)
+        (y1, c1), _ = given.apply(params, state, (x[:, :2], carries))
+        (y2, c2), _ = given.apply(params, state, (x[:, 2:], c1))
+        return y, y_plain, y1, y2, c2
+
+    y, y_plain, y1, y2, c2 = run(params, state)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([y1, y2], 1), y, rtol=1e-5, atol=1e-6)
     assert isinstance(c2[0], LSTMState) and isinstance(c2[1], RNNState)
 
 
 def test_time_distributed_equals_dense_on_the_last_axis_and_masks_rows():
     td = TimeDistributed(Dense(2))
-    shape, params, state = td.init(KEY, (None, T, D))
-    assert shape == (None, T, 2)
     x = inputs()
-    y, _ = td.apply(params, state, x)
-    np.testing.assert_allclose(y, Dense(2).apply(params, {}, x)[0], rtol=1e-6)
     seen = []
 
     def spy(params, state, x, *, key=None, train=False, context=None):
         seen.append(context.mask)
         return x, state
 
-    TimeDistributed(Layer(lambda k, s: (s, {}, {}), spy, "spy")).apply(
-        {}, {}, x, context=Context(mask=jnp.array([1.0, 1.0, 0.0]),
-                                   seq_mask=sequence_mask(LENGTHS, T)))
-    np.testing.assert_array_equal(seen[0], np.r_[np.ones(5), [1, 1, 0, 0, 0], np.zeros(5)])
+    @jax.jit
+    def run(key):
+        shape, params, state = td.init(key, (None, T, D))
+        assert shape == (None, T, 2)
+        y, _ = td.apply(params, state, x)
+        TimeDistributed(Layer(lambda k, s: (s, {}, {}), spy, "spy")).apply(
+            {}, {}, x, context=Context(mask=jnp.array([1.0, 1.0, 0.0]),
+                                       seq_mask=sequence_mask(LENGTHS, T)))
+        return y, Dense(2).apply(params, {}, x)[0], seen[0]  # the mask the spy saw
+
+    y, y_dense, mask_seen = run(KEY)
+    np.testing.assert_allclose(y, y_dense, rtol=1e-6)
+    np.testing.assert_array_equal(mask_seen, np.r_[np.ones(5), [1, 1, 0, 0, 0], np.zeros(5)])
 
 
 def test_errors_name_the_layer_and_the_fix():
@@ -393,7 +468,7 @@ def test_errors_name_the_layer_and_the_fix():
         RNN(LSTMCell(N), initial_carry="given").init(KEY, (None, T, D))
     with pytest.raises(LayerError, match="expects an initial carry"):
         RNN(ElmanCell(N), initial_carry="given").apply(
-            random_params(ElmanCell(N)), {}, (inputs(), (jnp.zeros((B, N + 1)),)))
+            random_params(ElmanCell(N)), {}, (inputs(), (np.zeros((B, N + 1), np.float32),)))
     with pytest.raises(LayerError, match="expects inputs with 4 features per step"):
         RNN(ElmanCell(N)).apply(random_params(ElmanCell(N)), {}, inputs((B, T, D + 1)))
     with pytest.raises(ValueError, match="RNN: `initial_carry` must be one of"):
@@ -409,22 +484,27 @@ def test_errors_name_the_layer_and_the_fix():
 def test_bptt_gradients_match_float64_finite_differences(x64):
     """jax.grad through the masked scan equals central differences (GRU, course form)."""
     cell, params, x, context = masked_setup(GRUCell(2))
-    x = x[:, :4, :2].astype(jnp.float64)
-    params = {k: v.astype(jnp.float64) for k, v in random_params(cell, d=2).items()}
-    context = Context(seq_mask=sequence_mask(np.array([4, 2, 1]), 4))
+    x = x[:, :4, :2].astype(np.float64)
+    params = {k: v.astype(np.float64) for k, v in random_params(cell, d=2).items()}
     layer = RNN(cell, return_state=True)
     flat, unravel = jax.flatten_util.ravel_pytree((params, x))
 
-    @jax.jit
     def loss(flat):
         p, v = unravel(flat)
+        context = Context(seq_mask=sequence_mask(np.array([4, 2, 1]), 4))
         (y, carry), _ = layer.apply(p, {}, v, context=context)
         return jnp.sum(jnp.cos(y)) + jnp.sum(carry.h)
 
     eps = 1e-6
     steps = eps * np.eye(flat.size)
-    fd = (jax.vmap(loss)(flat[None] + steps) - jax.vmap(loss)(flat[None] - steps)) / (2 * eps)
-    np.testing.assert_allclose(jax.grad(loss)(flat), fd, rtol=1e-6, atol=1e-8)
+
+    @jax.jit
+    def grad_and_fd(flat):
+        fd = (jax.vmap(loss)(flat[None] + steps) - jax.vmap(loss)(flat[None] - steps)) / (2 * eps)
+        return jax.grad(loss)(flat), fd
+
+    grad, fd = grad_and_fd(flat)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
 def tbptt_model():
@@ -433,19 +513,24 @@ def tbptt_model():
 
 def test_truncated_bptt_stops_gradients_at_chunk_boundaries():
     model = tbptt_model()
-    shape, params, state = model.init(KEY, ((None, 6, D), None))
-    carry = zero_carry(shape[1], B)
     x = inputs((B, 6, D))
-    targets = jnp.concatenate([jnp.zeros((B, 3, N)), jnp.ones((B, 3, N))], 1)
+    targets = np.concatenate([np.zeros((B, 3, N), np.float32), np.ones((B, 3, N), np.float32)], 1)
 
-    def loss_of(chunk):
-        def dot(y, t):  # only the second chunk's outputs count
-            return jnp.sum(y * t)
-        return jax.grad(lambda x: chunked_loss(model, params, state, carry, x, targets,
-                                               chunk=chunk, loss=dot), has_aux=True)
+    shape, params, state = random_init(model, ((None, 6, D), None))
 
-    g_truncated, (c_chunks, _) = loss_of(3)(x)
-    g_full, (c_full, _) = loss_of(6)(x)
+    @jax.jit
+    def run(x):
+        carry = zero_carry(shape[1], B)
+
+        def loss_of(chunk):
+            def dot(y, t):  # only the second chunk's outputs count
+                return jnp.sum(y * t)
+            return jax.grad(lambda x: chunked_loss(model, params, state, carry, x, targets,
+                                                   chunk=chunk, loss=dot), has_aux=True)
+
+        return loss_of(3)(x), loss_of(6)(x)
+
+    (g_truncated, (c_chunks, _)), (g_full, (c_full, _)) = to_numpy(run(x))
     np.testing.assert_array_equal(g_truncated[:, :3], 0.0)  # nothing crosses the boundary
     assert np.abs(g_full[:, :3]).min() > 0  # without truncation it would
     # chunked_loss averages its 2 chunks: the second chunk's gradient is half the full one
@@ -456,15 +541,21 @@ def test_truncated_bptt_stops_gradients_at_chunk_boundaries():
 
 def test_tbptt_step_passes_the_carry_and_stops_its_gradient():
     rnn = StackedRNN(ElmanCell(4), initial_carry="given", return_state=True)
-    shape, params, state = rnn.init(KEY, ((None, 3, 4), None))
-    carry = zero_carry(shape[1], 2)
-    ids = jnp.array([[0, 1, 2], [3, 2, 1]])
-    x = OneHot(4).apply({}, {}, ids)[0]
+    ids = np.array([[0, 1, 2], [3, 2, 1]], np.int32)
     optimizer = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(0.1))
     step = make_tbptt_step(rnn, optimizer, loss=mean_token_loss)
-    train = TBPTTState(params, state, optimizer.init(params), carry)
+
+    shape, params, state = random_init(rnn, ((None, 3, 4), None))
+
+    @jax.jit
+    def setup(params, state):
+        carry = zero_carry(shape[1], 2)
+        x = OneHot(4).apply({}, {}, ids)[0]
+        (_, expected_carry), _ = rnn.apply(params, state, (x, carry))
+        return TBPTTState(params, state, optimizer.init(params), carry), x, expected_carry
+
+    train, x, expected_carry = setup(params, state)
     new, loss = step(train, x, ids, KEY)
-    (_, expected_carry), _ = rnn.apply(params, state, (x, carry))
     np.testing.assert_allclose(new.carry[0].h, expected_carry[0].h, rtol=1e-6)
     assert np.isfinite(loss) and not np.allclose(new.params["rnn_0"]["w_h"],
                                                  params["rnn_0"]["w_h"])
@@ -484,14 +575,14 @@ def test_stream_batches_continue_each_row_across_chunks():
 # --- sampling -----------------------------------------------------------------------------------
 
 def test_sampling_is_reproducible_and_temperature_zero_is_argmax():
-    logits = jnp.log(jnp.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]))
-    np.testing.assert_array_equal(sample(KEY, logits, 0.0), [1, 0])
-    keys = jax.random.split(KEY, 2000)
+    logits = np.log(np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], np.float32))
+    np.testing.assert_array_equal(jax.jit(sample, static_argnums=2)(KEY, logits, 0.0), [1, 0])
     draws = jax.jit(lambda keys, t: jax.vmap(lambda k: sample(k, logits, t))(keys),
                     static_argnums=1)
+    keys = np.asarray(jax.jit(jax.random.split, static_argnums=1)(KEY, 2000))
     hot, again, cold = draws(keys, 1.0), draws(keys, 1.0), draws(keys[:200], 0.05)
     np.testing.assert_array_equal(hot, again)  # a key gives the same draw
-    assert (cold == jnp.array([[1, 0]])).all()  # T -> 0: the argmax
+    assert (np.asarray(cold) == np.array([[1, 0]])).all()  # T -> 0: the argmax
     np.testing.assert_allclose(np.mean(np.asarray(hot[:, 0]) == 1), 0.6, atol=0.04)
     with pytest.raises(ValueError, match="sample: `temperature`"):
         sample(KEY, logits, -1.0)
@@ -516,9 +607,10 @@ def test_the_hello_example_learns():
         return (y, carry), state
 
     model = Layer(init, apply, "hello", "hello")
-    _, params, state = model.init(KEY, ((None, 4), None))
-    carry = (RNNState(jnp.zeros((1, 8))),)
-    x, y = jnp.array([[0, 1, 2, 2]]), jnp.array([[1, 2, 2, 3]])  # h e l l -> e l l o
+    params, state = jax.jit(lambda key: model.init(key, ((None, 4), None))[1:])(KEY)
+    carry = (RNNState(np.zeros((1, 8), np.float32)),)
+    x = np.array([[0, 1, 2, 2]], np.int32)  # h e l l
+    y = np.array([[1, 2, 2, 3]], np.int32)  # -> e l l o
     optimizer = optim.adam(0.05)
 
     @jax.jit
@@ -531,7 +623,11 @@ def test_the_hello_example_learns():
             return optim.apply_updates(p, updates), s
         return jax.lax.fori_loop(0, 100, body, (params, optimizer.init(params)))[0]
 
-    params = train(params)
-    (scores, _), _ = model.apply(params, state, (x, carry))
+    @jax.jit
+    def evaluate(params):
+        (scores, _), _ = model.apply(params, state, (x, carry))
+        return scores, mean_token_loss(scores, y)
+
+    scores, loss = evaluate(train(params))
     assert list(np.argmax(scores[0], -1)) == [1, 2, 2, 3]
-    assert float(mean_token_loss(scores, y)) < 0.1
+    assert float(loss) < 0.1

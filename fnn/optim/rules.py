@@ -324,7 +324,9 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *
         if amsgrad:
             denominator_square = tree_map(jnp.maximum, state.max_mean_square, mean_square)
         correction1, correction2 = _bias_correction(beta1, step), _bias_correction(beta2, step)
-        direction = tree_map(lambda m, v: _divide_by_rms(m / correction1, v / correction2, eps, False),
+        # in m's dtype: under jit the corrections are float32 (not weakly typed, as eagerly)
+        direction = tree_map(lambda m, v: _divide_by_rms(m / correction1, v / correction2, eps,
+                                                         False).astype(m.dtype),
                              mean, denominator_square)
         if amsgrad:
             return direction, AmsgradState(step, mean, mean_square, denominator_square)
