@@ -163,8 +163,13 @@ def train_838(seed: int, cfg: EncoderProblem) -> Dict:
 
     (params, _), losses = jax.lax.scan(body, (params, optimizer.init(params)), None,
                                        length=cfg.steps)
-    outputs = np.asarray(model.apply(params, state, x)[0])
-    codes = np.asarray(encode(model, params, state, x))
+
+    @jax.jit  # the outputs and the codes in one compiled program, not one per eager op
+    def outputs_and_codes(params):
+        return model.apply(params, state, x)[0], encode(model, params, state, x)
+
+    outputs, codes = (np.asarray(a) for a in outputs_and_codes(params))
+    losses = np.asarray(losses)  # indexed on the host below
     binarity = code_binarity(codes)
     return {"seed": seed, "accuracy": float(np.mean(outputs.argmax(-1) == np.arange(8))),
             "final_loss": float(losses[-1]), "codes": codes.round(4).tolist(),
@@ -202,15 +207,21 @@ def outputs_of(model, result):
 def reconstruction_errors(logits, targets) -> Dict[str, float]:
     """Errors of reconstructing ``targets`` from the outputs ``logits``: mean squared error per
     pixel of sigmoid(logits), and sigmoid cross-entropy per image (nats)."""
-    bce = float(jnp.mean(sigmoid_binary_cross_entropy(logits, targets)))
-    mse = float(jnp.mean(jnp.square(jax.nn.sigmoid(logits) - targets)))
-    return {"mse_per_pixel": mse, "bce_per_image": bce}
+    bce, mse = _error_means(logits, targets)
+    return {"mse_per_pixel": float(mse), "bce_per_image": float(bce)}
+
+
+@jax.jit  # both means in one compiled program, not one per eager op
+def _error_means(logits, targets):
+    return (jnp.mean(sigmoid_binary_cross_entropy(logits, targets)),
+            jnp.mean(jnp.square(jax.nn.sigmoid(logits) - targets)))
 
 
 def corrupt(noise: str, level: float, x, key) -> np.ndarray:
     """The training corruption applied once to ``x`` (the noise layer in train mode)."""
-    return np.asarray(corruption_layer(noise, level).apply({}, {}, jnp.asarray(x), key=key,
-                                                           train=True)[0])
+    layer = corruption_layer(noise, level)
+    apply = jax.jit(lambda x, key: layer.apply({}, {}, x, key=key, train=True)[0])  # one program
+    return np.asarray(apply(np.asarray(x), key))
 
 
 def run_mnist(cfg: AutoencoderConfig, data, out: Path, progress: bool, log) -> Dict:

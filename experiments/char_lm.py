@@ -175,10 +175,15 @@ def sample_text(model, params, state, carry_shape, alphabet: str, cfg: SampleCon
     if unknown:
         raise ValueError(f"char_lm: the priming string has characters the model never saw: "
                          f"{unknown}.")
-    ids, _ = generate(model, params, state, zero_carry(carry_shape, 1),
-                      encode(cfg.prime, alphabet)[None, :], cfg.length,
-                      jax.random.PRNGKey(cfg.seed), temperature=cfg.temperature)
-    return cfg.prime + decode(ids[0], alphabet)
+
+    @jax.jit  # one compiled program instead of one per eager op of the priming pass
+    def draw(params, state, carry, prime, key):
+        return generate(model, params, state, carry, prime, cfg.length, key,
+                        temperature=cfg.temperature)
+
+    ids, _ = draw(params, state, zero_carry(carry_shape, 1), encode(cfg.prime, alphabet)[None, :],
+                  jax.random.PRNGKey(cfg.seed))
+    return cfg.prime + decode(np.asarray(ids)[0], alphabet)
 
 
 # ----------------------------------------------------------------------------- run

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -106,24 +107,29 @@ def feature_maps(model, params, state, image, names) -> Dict[str, np.ndarray]:
     if unknown:
         raise ValueError(f"feature_maps: {net.name} has no child {unknown[0]!r}; it has "
                          f"{', '.join(known)}.")
-    x, _ = input_layer.apply({}, {}, jnp.asarray(image)[None])
-    maps = {}
-    for name, child in net.layers:
-        if len(maps) == len(names):
-            break
-        x, _ = child.apply(params["model"][name], state["model"][name], x)
-        if name in names:
-            maps[name] = np.asarray(x[0])
-    return maps
+    @jax.jit  # one compiled program instead of one per eager op of every child
+    def maps_of(params, state, image):
+        x, _ = input_layer.apply({}, {}, image[None])
+        maps = {}
+        for name, child in net.layers:
+            if len(maps) == len(names):
+                break
+            x, _ = child.apply(params["model"][name], state["model"][name], x)
+            if name in names:
+                maps[name] = x[0]
+        return maps
+
+    return {name: np.asarray(m) for name, m in maps_of(params, state, jnp.asarray(image)).items()}
 
 
 def edge_response(image) -> np.ndarray:
     """The course's edge kernel (−1 around 8) applied to one (H, W) image by a fixed
     `fnn.layers.Conv2D` with "SAME" padding and no bias: (H, W)."""
     layer = Conv2D(1, 3, padding="SAME", use_bias=False)
-    y, _ = layer.apply({"w": jnp.asarray(EDGE_KERNEL)[:, :, None, None]}, {},
-                       jnp.asarray(image, jnp.float32)[None, :, :, None])
-    return np.asarray(y[0, :, :, 0])
+    y, _ = jax.jit(layer.apply)(  # one compiled program instead of one per eager op
+        {"w": np.asarray(EDGE_KERNEL, np.float32)[:, :, None, None]}, {},
+        np.asarray(image, np.float32)[None, :, :, None])
+    return np.asarray(y)[0, :, :, 0]  # indexed on the host: no program
 
 
 def edge_statistics(image, edges) -> Dict[str, float]:

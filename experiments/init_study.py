@@ -193,10 +193,13 @@ def probe(model, params, state, x, y) -> Dict[str, list]:
             outputs[name] = h
         return jnp.mean(loss_fn(h, y)), outputs
 
-    _, outputs = forward(params, {})
-    eps = {name: jnp.zeros_like(out) for name, out in outputs.items()}
-    (loss, outputs), (g_params, g_eps) = jax.value_and_grad(
-        forward, argnums=(0, 1), has_aux=True)(params, eps)
+    @jax.jit  # one compiled program per probe instead of one per eager op
+    def measure(params):
+        _, outputs = forward(params, {})
+        eps = {name: jnp.zeros_like(out) for name, out in outputs.items()}
+        return jax.value_and_grad(forward, argnums=(0, 1), has_aux=True)(params, eps)
+
+    (loss, outputs), (g_params, g_eps) = measure(params)
 
     pairs = dense_and_activation_names(model)
     hidden = [(d, a) for d, a in pairs if a is not None]

@@ -30,6 +30,7 @@ and the date), ``trials.md`` (the trials sorted by validation accuracy), ``searc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -214,6 +215,13 @@ def trial_at(space: SearchSpace, index: int) -> Trial:
     return {k: trial[k] for values in dimensions(space).values() for k in values[0]}
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def draw_without_replacement(key, size: int, count: int):
+    """``count`` distinct indices in ``[0, size)``: ``jax.random.choice(key, size, (count,),
+    replace=False)``, compiled once per ``(size, count)`` instead of one eager program per op."""
+    return jax.random.choice(key, size, (count,), replace=False)
+
+
 def sample_trials(cfg: Lab2SearchConfig) -> List[Trial]:
     """The trials to train: the whole grid, or ``search.trials`` distinct configurations drawn
     with the key ``fold_in(PRNGKey(seed), 0)``, so a seed always gives the same trials."""
@@ -222,7 +230,7 @@ def sample_trials(cfg: Lab2SearchConfig) -> List[Trial]:
         indices = range(size)
     else:
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 0)
-        indices = np.asarray(jax.random.choice(key, size, (cfg.search.trials,), replace=False))
+        indices = np.asarray(draw_without_replacement(key, size, cfg.search.trials))
     return [trial_at(cfg.space, int(i)) for i in indices]
 
 

@@ -33,6 +33,7 @@ every optimizer's path, one panel per frame) and ``loss_<surface>.png`` (loss ag
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -271,18 +272,28 @@ def sweep(surface: Surface, name: str, rates: Sequence[float], start, steps: int
     """
     factory = optim.get(name)
     with jax.enable_x64(True):
-        start = jnp.asarray(start, jnp.float64)
+        start = np.asarray(start, np.float64)
 
         def path(rate):
             return trajectory(surface.loss, factory(rate), start, steps, radius)
 
+        # The losses are computed in the same compiled program as the paths, and the results
+        # stacked on the host: one program per sweep (per rate for Rprop), no eager ops.
         if name in STATIC_LEARNING_RATE:
-            one = jax.jit(path, static_argnums=0)
-            paths = jnp.stack([one(float(rate)) for rate in rates])
-        else:
-            paths = jax.jit(jax.vmap(lambda rate: path(constant(rate))))(
-                jnp.asarray(rates, jnp.float64))
-        losses = jax.jit(jax.vmap(jax.vmap(surface.loss)))(paths)
+            @functools.partial(jax.jit, static_argnums=0)
+            def one(rate):
+                p = path(rate)
+                return p, jax.vmap(surface.loss)(p)
+
+            paths, losses = zip(*[one(float(rate)) for rate in rates])
+            return np.stack(paths), np.stack(losses)
+
+        @jax.jit
+        def every(rates):
+            p = jax.vmap(lambda rate: path(constant(rate)))(rates)
+            return p, jax.vmap(jax.vmap(surface.loss))(p)
+
+        paths, losses = every(np.asarray(rates, np.float64))
         return np.asarray(paths), np.asarray(losses)
 
 
@@ -389,7 +400,8 @@ def describe(spec: SurfaceSpec, surface: Surface) -> Dict:
     return {"kind": spec.kind, "formula": surface.formula, "options": dict(spec.options),
             "start": list(spec.start), "target": spec.target, "steps": spec.steps,
             "minimum": None if minimum is None else list(minimum),
-            "minimum_value": None if minimum is None else float(surface.loss(jnp.asarray(minimum))),
+            "minimum_value": None if minimum is None else float(jax.jit(surface.loss)(
+                np.asarray(minimum, np.float32))),  # jitted: one program, no eager ops
             "start_loss": float(surface.loss(np.asarray(spec.start, np.float64)))}
 
 
@@ -503,7 +515,7 @@ def level_sets(surface: Surface, view: Sequence[float], resolution: int = 160) -
     values = np.asarray(jax.jit(jax.vmap(surface.loss))(points), np.float64).reshape(gx.shape)
     if not surface.log_levels:
         return LevelSets(gx, gy, values, np.linspace(values.min(), values.max(), 21), None)
-    gap = values - float(surface.loss(np.asarray(surface.minimum)))
+    gap = values - float(jax.jit(surface.loss)(np.asarray(surface.minimum)))  # no eager ops
     low = max(np.percentile(gap, 0.5), 1e-3 * gap.max(), 1e-12)
     levels = np.geomspace(low, gap.max(), 18)
     return LevelSets(gx, gy, np.maximum(gap, low * 0.999), levels, LogNorm(low, gap.max()))

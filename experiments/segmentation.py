@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
+import jax
 import numpy as np
 
 from fnn import metrics, plots
@@ -133,8 +134,10 @@ def run(cfg: SegmentationConfig, out, *, digits=None, progress: bool = True, log
     result = train_config(run_cfg, model, parts, data["train"], progress=progress, log=log)
     x_test, m_test = data["test"]
     test = evaluate(model, result.params, result.state, data["test"], loss=parts.loss)
-    predicted = np.asarray(predict(model, result.params, result.state, x_test).argmax(-1))
-    cm = np.asarray(metrics.confusion_matrix(m_test.ravel(), predicted.ravel(), CLASSES))
+    predicted = np.asarray(predict(model, result.params, result.state, x_test)).argmax(-1)
+    # jitted: one compiled program for the integer counts instead of one per eager op
+    cm = np.asarray(jax.jit(metrics.confusion_matrix, static_argnums=2)(
+        m_test.ravel(), predicted.ravel(), CLASSES))
     scores = segmentation_scores(cm)
     report = {
         "name": cfg.name,

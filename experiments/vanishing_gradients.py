@@ -80,8 +80,9 @@ def input_gradient_norms(cell_name: str, cfg: VanishingConfig, length: int, keys
         grads = jax.grad(loss)(x) * cfg.batch  # per example: ∂(h_T · v)/∂x_t
         return jnp.sqrt(jnp.mean(jnp.sum(grads ** 2, axis=-1), axis=0))
 
-    stack = lambda trees: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
-    return np.asarray(jax.jit(jax.vmap(norms))(stack(params), jnp.stack(xs), jnp.stack(vs)))
+    # stacked on the host (NumPy): no eager stack program per leaf and shape
+    stack = lambda trees: jax.tree_util.tree_map(lambda *a: np.stack(a), *trees)  # noqa: E731
+    return np.asarray(jax.jit(jax.vmap(norms))(stack(params), np.stack(xs), np.stack(vs)))
 
 
 def run(cfg: VanishingConfig, out: Path, *, progress: bool = True) -> dict:

@@ -1,8 +1,9 @@
 """Weight initializers.
 
 An ``Initializer`` is a function ``init(key, shape, dtype=jnp.float32) -> Array`` that is
-deterministic per key and returns an array of exactly ``shape`` and ``dtype``. Every public name
-here is a *factory* that returns an Initializer, so all of them are used the same way::
+deterministic per key and returns an array of exactly ``shape`` and ``dtype``. Every initializer
+here is a *factory* that returns an Initializer, so all of them are used the same way (the other
+public names are helpers: ``fans``, ``filled``, ``get``)::
 
     w = he_normal()(key, (784, 300))
     b = zeros()(key, (300,))

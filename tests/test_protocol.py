@@ -92,8 +92,12 @@ def test_layers_without_the_keyword_accept_and_ignore_it():
 
 
 def test_sequence_mask_from_lengths():
-    np.testing.assert_array_equal(sequence_mask(jnp.array([0, 2, 3]), 3),
-                                  [[0, 0, 0], [1, 1, 0], [1, 1, 1]])
+    expected = [[0, 0, 0], [1, 1, 0], [1, 1, 1]]
+    concrete = sequence_mask(np.array([0, 2, 3]), 3)  # built by NumPy
+    traced = jax.jit(lambda lengths: sequence_mask(lengths, 3))(np.array([0, 2, 3]))
+    for mask in (concrete, traced):
+        assert isinstance(mask, jax.Array) and mask.dtype == jnp.float32
+        np.testing.assert_array_equal(mask, expected)
 
 
 def test_fit_gives_layers_the_sequence_mask_and_masks_per_step_losses():
