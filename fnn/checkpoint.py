@@ -454,7 +454,7 @@ class _Restorer:
                     f"a {dtype} jax array would become {jax.dtypes.canonicalize_dtype(dtype)} because "
                     "jax_enable_x64 is off; enable it with jax.config.update('jax_enable_x64', True).",
                 )
-            return jnp.asarray(values)
+            return jax.device_put(values)  # (no program compiled per shape, as jnp.asarray would)
         raise self.error(where, f"unknown leaf kind {kind!r}.")
 
     def python_scalar(self, record, where):

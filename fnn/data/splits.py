@@ -15,8 +15,12 @@ import numpy as np
 from fnn.checks import check_int
 
 
+# one compiled program per n (eagerly, the range and the shuffle would compile one each)
+_permute = jax.jit(jax.random.permutation, static_argnums=1)
+
+
 def _permutation(key, n: int) -> np.ndarray:
-    return np.asarray(jax.random.permutation(key, n), dtype=np.int64)
+    return np.asarray(_permute(key, n), dtype=np.int64)
 
 
 def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
